@@ -1,0 +1,276 @@
+"""Value objects of the v1 wire contract, decoded from JSON.
+
+Decoding is tolerant of keys it does not know (a newer server may add some)
+and strict about the ones it needs: a missing or mistyped required key raises
+`ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from ._errors import ProtocolError
+
+__all__ = [
+    "ConnectionState",
+    "Notification",
+    "NotificationStatus",
+    "Page",
+    "Priority",
+    "SendResult",
+]
+
+Priority = Literal["normal", "high"]
+"""Delivery priority of a notification."""
+
+_T = TypeVar("_T")
+
+
+def _require(obj: Mapping[str, Any], key: str, kind: type[_T], what: str) -> _T:
+    value = obj.get(key)
+    # bool is an int subclass; a JSON true is never a valid seq or count.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ProtocolError(f"{what}: {key!r} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _optional(obj: Mapping[str, Any], key: str, kind: type[_T], what: str) -> _T | None:
+    if obj.get(key) is None:
+        return None
+    return _require(obj, key, kind, what)
+
+
+def _time(obj: Mapping[str, Any], key: str, what: str) -> datetime:
+    text = _require(obj, key, str, what)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ProtocolError(f"{what}: {key!r} is not ISO-8601: {text!r}") from exc
+
+
+def _optional_time(obj: Mapping[str, Any], key: str, what: str) -> datetime | None:
+    if obj.get(key) is None:
+        return None
+    return _time(obj, key, what)
+
+
+def _mapping(obj: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(obj, Mapping):
+        raise ProtocolError(f"{what} must be a JSON object, got {obj!r}")
+    return obj
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One notification in one user's inbox (an inbox *entry*).
+
+    Attributes:
+        id: The notification id (shared by every recipient's entry).
+        seq: Position in this inbox; increases by one per entry, restarts at 1
+            when the inbox's epoch changes.
+        cursor: Opaque position to resume after this entry; never parse it.
+        type: Producer-defined kind, e.g. ``"comment.created"``.
+        title: Short headline.
+        body: Longer text, or ``None``.
+        data: Producer-defined JSON object.
+        priority: ``"normal"`` or ``"high"``.
+        created_at: When the producer sent it.
+        expires_at: When it stops being relevant, or ``None``.
+        read_at: When the user read it, or ``None``.
+        archived_at: When the user archived it, or ``None``.
+    """
+
+    id: str
+    seq: int
+    cursor: str
+    type: str
+    title: str
+    body: str | None
+    data: dict[str, Any]
+    priority: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    read_at: datetime | None = None
+    archived_at: datetime | None = None
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Notification:
+        """Decode an entry from its JSON object.
+
+        Args:
+            obj: The decoded JSON value of one entry.
+
+        Returns:
+            The entry.
+
+        Raises:
+            ProtocolError: If a required key is missing or has the wrong type.
+        """
+        what = "notification entry"
+        entry = _mapping(obj, what)
+        data = entry.get("data")
+        if data is None:
+            data = {}
+        elif not isinstance(data, dict):
+            raise ProtocolError(f"{what}: 'data' must be an object, got {data!r}")
+        return cls(
+            id=_require(entry, "id", str, what),
+            seq=_require(entry, "seq", int, what),
+            cursor=_require(entry, "cursor", str, what),
+            type=_require(entry, "type", str, what),
+            title=_require(entry, "title", str, what),
+            body=_optional(entry, "body", str, what),
+            data=data,
+            priority=_optional(entry, "priority", str, what) or "normal",
+            created_at=_time(entry, "created_at", what),
+            expires_at=_optional_time(entry, "expires_at", what),
+            read_at=_optional_time(entry, "read_at", what),
+            archived_at=_optional_time(entry, "archived_at", what),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The answer to `TidingsClient.send`.
+
+    Attributes:
+        id: The notification id; pass it to `TidingsClient.get`.
+        status: ``"accepted"`` (stored durably; fan-out follows).
+        degraded: ``True`` when the service could not queue it and fans it out
+            on a slower path; it is stored all the same.
+    """
+
+    id: str
+    status: str
+    degraded: bool = False
+
+    @classmethod
+    def from_json(cls, obj: Any) -> SendResult:
+        """Decode the 202 answer of ``POST /v1/notifications``.
+
+        Args:
+            obj: The decoded JSON body.
+
+        Returns:
+            The result.
+
+        Raises:
+            ProtocolError: If a required key is missing or has the wrong type.
+        """
+        what = "send result"
+        body = _mapping(obj, what)
+        return cls(
+            id=_require(body, "id", str, what),
+            status=_require(body, "status", str, what),
+            degraded=bool(_optional(body, "degraded", bool, what)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationStatus:
+    """Delivery status of one notification, from `TidingsClient.get`.
+
+    Attributes:
+        id: The notification id.
+        status: ``"accepted"``, ``"scheduled"``, ``"delivered"``, ``"cancelled"``
+            or ``"failed"``.
+        recipients: Number of recipients resolved so far.
+        delivered: Number of inbox entries stored so far.
+        reason: Why it failed or was cancelled, else ``None``.
+        created_at: When it was accepted.
+    """
+
+    id: str
+    status: str
+    recipients: int
+    delivered: int
+    reason: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_json(cls, obj: Any) -> NotificationStatus:
+        """Decode the answer of ``GET /v1/notifications/{id}``.
+
+        Args:
+            obj: The decoded JSON body.
+
+        Returns:
+            The status.
+
+        Raises:
+            ProtocolError: If a required key is missing or has the wrong type.
+        """
+        what = "notification status"
+        body = _mapping(obj, what)
+        return cls(
+            id=_require(body, "id", str, what),
+            status=_require(body, "status", str, what),
+            recipients=_require(body, "recipients", int, what),
+            delivered=_require(body, "delivered", int, what),
+            reason=_optional(body, "reason", str, what),
+            created_at=_time(body, "created_at", what),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a user's inbox, in seq order.
+
+    Attributes:
+        items: The entries of this page.
+        next_cursor: Pass as ``after`` to read the next page; an empty page
+            returns the cursor it was given (the head when none).
+        has_more: ``True`` when more entries follow right away.
+        truncated: ``True`` when entries after the given cursor were already
+            removed by retention, so this page does not continue it gaplessly.
+    """
+
+    items: list[Notification] = field(default_factory=list)
+    next_cursor: str = ""
+    has_more: bool = False
+    truncated: bool = False
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Page:
+        """Decode the answer of ``GET /v1/me/notifications``.
+
+        Args:
+            obj: The decoded JSON body.
+
+        Returns:
+            The page.
+
+        Raises:
+            ProtocolError: If a required key is missing or has the wrong type.
+        """
+        what = "inbox page"
+        body = _mapping(obj, what)
+        items = _require(body, "items", list, what)
+        return cls(
+            items=[Notification.from_json(item) for item in items],
+            next_cursor=_require(body, "next_cursor", str, what),
+            has_more=bool(_optional(body, "has_more", bool, what)),
+            truncated=bool(_optional(body, "truncated", bool, what)),
+        )
+
+
+class ConnectionState(enum.StrEnum):
+    """Life cycle of a `Subscriber`'s connection, reported to ``on_connection_state``.
+
+    Attributes:
+        CONNECTING: Opening a WebSocket (first time or after a drop).
+        CONNECTED: The socket is open and the auth frame was sent.
+        LIVE: The server sent ``ready``: the replay is over, entries now arrive live.
+        DISCONNECTED: The connection was lost; a reconnect is scheduled.
+        CLOSED: The subscriber stopped, by `Subscriber.close` or a terminal error.
+    """
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    LIVE = "live"
+    DISCONNECTED = "disconnected"
+    CLOSED = "closed"

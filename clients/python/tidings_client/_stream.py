@@ -1,0 +1,427 @@
+"""Live inbox stream over WebSocket: `Subscriber`.
+
+The subscriber is a plain async iterator with no background task: each
+``__anext__`` reads frames from the current socket and, when the socket is
+gone, reconnects (after a delay chosen by the close code) and resumes from the
+cursor of the last entry it yielded. The wire is at-least-once, so entries
+with ``seq <= last yielded seq`` are dropped here and the application sees each
+entry once, in seq order.
+
+Close codes and what the subscriber does:
+
+====  ==================  ==================================================
+code  meaning             reaction
+====  ==================  ==================================================
+1008  policy (auth)       fresh token from the provider and reconnect once;
+                          `AuthenticationError` when there is no provider or
+                          the fresh token is rejected too
+1012  service restart     reconnect after a random short delay, resume
+4001  token expired       like 1008
+4008  too slow            reconnect at once (jittered), resume
+4009  cursor reset        call ``on_reset``, forget cursor and seq, restart
+                          from the head
+else  drop, 1000, 1009,   reconnect with full-jitter exponential backoff,
+      silence             resume
+====  ==================  ==================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from ._backoff import Backoff
+from ._client import USER_AGENT
+from ._errors import AuthenticationError, ProtocolError
+from ._models import ConnectionState, Notification
+
+__all__ = ["Subscriber", "TokenSource"]
+
+logger = logging.getLogger("tidings_client")
+
+TokenSource = str | Callable[[], str | Awaitable[str]]
+"""A user JWT, or a callable returning one (or an awaitable of one).
+
+A callable is called before every (re)connect, so it can hand out fresh tokens.
+"""
+
+_CLOSE_POLICY = 1008
+_CLOSE_SERVICE_RESTART = 1012
+_CLOSE_TOKEN_EXPIRED = 4001
+_CLOSE_TOO_SLOW = 4008
+_CLOSE_CURSOR_RESET = 4009
+_AUTH_CLOSES = (_CLOSE_POLICY, _CLOSE_TOKEN_EXPIRED)
+
+# The server pings every ping_interval; silence for this many intervals means
+# the server or the path to it is gone even if TCP has not noticed.
+_SILENCE_FACTOR = 2.5
+# Spread a drained service's devices over up to base * 2**2 seconds.
+_RESTART_SPREAD = 2
+# Entries are bounded server-side (payload_too_large); this only guards memory.
+_MAX_FRAME_BYTES = 16 * 2**20
+_CLOSE_TIMEOUT = 2.0
+
+_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+
+
+def stream_url(base_url: str) -> str:
+    """Return the WebSocket URL of the stream for a service root URL.
+
+    Args:
+        base_url: ``http(s)://host[:port][/prefix]`` (``ws(s)://`` is accepted too).
+
+    Returns:
+        ``ws(s)://host[:port][/prefix]/v1/stream``.
+
+    Raises:
+        ValueError: If the URL has no host or an unsupported scheme.
+    """
+    parts = urlsplit(base_url)
+    scheme = _SCHEMES.get(parts.scheme.lower())
+    if scheme is None or not parts.netloc:
+        raise ValueError(f"base_url must be http(s)://host[:port], got {base_url!r}")
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/v1/stream", "", ""))
+
+
+async def _call(callback: Callable[..., object], *args: Any) -> None:
+    result = callback(*args)
+    if inspect.isawaitable(result):
+        await result
+
+
+class Subscriber:
+    """Live stream of one user's inbox that survives drops without loss or duplicates.
+
+    Example::
+
+        async with Subscriber("https://tidings.example.com", get_token) as sub:
+            async for notification in sub:
+                show(notification)
+                save_cursor(sub.cursor)  # resume here after a restart
+
+    The connection opens on the first iteration. Iterate from one task at a
+    time; `close` may be called from any task and ends the iteration.
+
+    Args:
+        base_url: The service's root URL, ``http(s)://host:port``.
+        token: The user's JWT, or a callable (sync or async) returning one,
+            called before every (re)connect.
+        cursor: Resume after this cursor (e.g. a saved `cursor`); from the
+            head (only what arrives from now on) when omitted.
+        on_reset: Called (sync or async, no arguments) when the inbox was reset
+            (close 4009): the stream restarts from the head and seqs restart.
+        on_state: Called with each ``{"type": "state", ...}`` frame (read /
+            archive changes made on other devices).
+        on_connection_state: Called with each `ConnectionState` change.
+        backoff: Reconnect delay strategy; `Backoff()` when omitted.
+        ping_interval: The server's ping interval in seconds; the connection
+            is presumed dead after ``2.5 * ping_interval`` without any frame.
+        open_timeout: Seconds allowed for the WebSocket handshake.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: TokenSource,
+        *,
+        cursor: str | None = None,
+        on_reset: Callable[[], object] | None = None,
+        on_state: Callable[[dict[str, Any]], object] | None = None,
+        on_connection_state: Callable[[ConnectionState], object] | None = None,
+        backoff: Backoff | None = None,
+        ping_interval: float = 10.0,
+        open_timeout: float = 10.0,
+    ) -> None:
+        """Create the subscriber; see the class docstring for the arguments."""
+        if not ping_interval > 0:
+            raise ValueError(f"ping_interval must be > 0, got {ping_interval!r}")
+        if not open_timeout > 0:
+            raise ValueError(f"open_timeout must be > 0, got {open_timeout!r}")
+        if not (isinstance(token, str) and token) and not callable(token):
+            raise TypeError("token must be a non-empty str or a callable returning one")
+        self._url = stream_url(base_url)
+        self._token = token
+        self._cursor = cursor
+        self._on_reset = on_reset
+        self._on_state = on_state
+        self._on_connection_state = on_connection_state
+        self._backoff = backoff if backoff is not None else Backoff()
+        self._silence_timeout = ping_interval * _SILENCE_FACTOR
+        self._open_timeout = open_timeout
+
+        self._ws: ClientConnection | None = None
+        self._live = False  # the current socket got `ready`
+        self._last_seq: int | None = None
+        self._unread: int | None = None
+        self._failures = 0  # consecutive attempts that never went live
+        self._auth_rejections = 0  # consecutive 1008/4001 closes before `ready`
+        self._next_delay = 0.0
+        self._error_frame: dict[str, Any] | None = None
+        self._closed = False
+        self._stopped = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL the subscriber connects to."""
+        return self._url
+
+    @property
+    def cursor(self) -> str | None:
+        """Cursor of the last yielded entry, else the head cursor from ``ready``.
+
+        ``None`` before the first ``ready`` when no cursor was given, and after
+        a reset until the next ``ready``. Save it to resume a later session.
+        """
+        return self._cursor
+
+    @property
+    def last_seq(self) -> int | None:
+        """Seq of the last yielded entry (``None`` before any, and after a reset)."""
+        return self._last_seq
+
+    @property
+    def unread(self) -> int | None:
+        """Unread count from the latest ``ready`` frame, else ``None``."""
+        return self._unread
+
+    @property
+    def closed(self) -> bool:
+        """``True`` once `close` was called or a terminal error was raised."""
+        return self._closed
+
+    def __aiter__(self) -> Self:
+        """Return the subscriber itself."""
+        return self
+
+    async def __anext__(self) -> Notification:
+        """Return the next entry, reconnecting and resuming as needed.
+
+        Returns:
+            The next entry, in seq order, never one already yielded.
+
+        Raises:
+            StopAsyncIteration: After `close`.
+            AuthenticationError: If the server rejects the token for good.
+            ProtocolError: If the server sends a malformed entry.
+        """
+        while True:
+            if self._closed:
+                raise StopAsyncIteration
+            ws = self._ws
+            if ws is None:
+                await self._connect()
+                continue
+            try:
+                raw = await asyncio.wait_for(ws.recv(), self._silence_timeout)
+            except TimeoutError:
+                logger.info("no frame for %.1f s, reconnecting", self._silence_timeout)
+                # A silent peer will not answer a closing handshake either.
+                ws.transport.abort()
+                await self._after_close(ws, None, "no frame from the server in time")
+                continue
+            except ConnectionClosed as exc:
+                code, reason = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (None, "")
+                await self._after_close(ws, code, reason)
+                continue
+            entry = await self._on_frame(ws, raw)
+            if entry is not None:
+                return entry
+
+    async def close(self) -> None:
+        """Stop the subscriber and close its connection; idempotent.
+
+        A pending ``__anext__`` in another task ends with `StopAsyncIteration`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._stopped.set()
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await ws.close()
+        await self._emit(ConnectionState.CLOSED)
+
+    async def __aenter__(self) -> Self:
+        """Return the subscriber; it is closed when the block exits."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the subscriber."""
+        await self.close()
+
+    # --- connection life cycle ------------------------------------------------
+
+    async def _connect(self) -> None:
+        delay, self._next_delay = self._next_delay, 0.0
+        if delay > 0:
+            await self._sleep(delay)
+            if self._closed:
+                return
+        await self._emit(ConnectionState.CONNECTING)
+        token = await self._fetch_token()
+        try:
+            ws = await connect(
+                self._url,
+                open_timeout=self._open_timeout,
+                close_timeout=_CLOSE_TIMEOUT,
+                # The server's own {"type": "ping"} frames and the silence timeout
+                # detect a dead server; protocol pings would only duplicate that.
+                ping_interval=None,
+                max_size=_MAX_FRAME_BYTES,
+                user_agent_header=USER_AGENT,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                await self.close()
+                raise AuthenticationError(
+                    status, "unauthorized", f"stream handshake rejected: HTTP {status}"
+                ) from exc
+            await self._connect_failed(exc)
+            return
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            await self._connect_failed(exc)
+            return
+        if self._closed:  # close() ran while the handshake was in flight
+            await ws.close()
+            return
+        auth: dict[str, str] = {"type": "auth", "token": token}
+        if self._cursor is not None:
+            auth["cursor"] = self._cursor
+        self._ws = ws
+        self._live = False
+        try:
+            await ws.send(json.dumps(auth))
+        except ConnectionClosed:
+            return  # the next recv() raises again and reports the close code
+        await self._emit(ConnectionState.CONNECTED)
+
+    async def _connect_failed(self, exc: Exception) -> None:
+        self._failures += 1
+        self._next_delay = self._backoff.compute(self._failures)
+        logger.info(
+            "connecting to %s failed (%s), retrying in %.2f s", self._url, exc, self._next_delay
+        )
+        await self._emit(ConnectionState.DISCONNECTED)
+
+    async def _after_close(self, ws: ClientConnection, code: int | None, reason: str) -> None:
+        """Choose what follows a lost socket: a delay, a reset, or a terminal error."""
+        if self._ws is ws:
+            self._ws = None
+        went_live, self._live = self._live, False
+        error, self._error_frame = self._error_frame, None
+        if self._closed:
+            return
+        if not went_live:
+            self._failures += 1
+        detail = str((error or {}).get("message") or reason or f"closed with code {code}")
+
+        if code in _AUTH_CLOSES:
+            self._auth_rejections += 1
+            if not callable(self._token) or self._auth_rejections > 1:
+                await self.close()
+                default = "token_expired" if code == _CLOSE_TOKEN_EXPIRED else "unauthorized"
+                error_code = str((error or {}).get("code") or default)
+                raise AuthenticationError(401, error_code, detail, close_code=code)
+            delay = 0.0  # a fresh token is fetched on the way in
+        elif code == _CLOSE_CURSOR_RESET:
+            # A new epoch: old cursors and seqs mean nothing; restart from the head.
+            self._cursor = None
+            self._last_seq = None
+            if self._on_reset is not None:
+                await _call(self._on_reset)
+            delay = 0.0
+        elif code == _CLOSE_SERVICE_RESTART:
+            delay = self._backoff.compute(_RESTART_SPREAD)
+        elif code == _CLOSE_TOO_SLOW:
+            delay = self._backoff.compute(0)
+        else:
+            delay = self._backoff.compute(self._failures)
+        if code in (*_AUTH_CLOSES, _CLOSE_CURSOR_RESET, _CLOSE_TOO_SLOW, _CLOSE_SERVICE_RESTART):
+            # A server that keeps closing fresh connections with one of these
+            # must not be hammered in a tight loop.
+            if self._failures > 1:
+                delay = max(delay, self._backoff.compute(self._failures))
+        self._next_delay = delay
+        logger.info("stream closed (%s: %s), reconnecting in %.2f s", code, detail, delay)
+        await self._emit(ConnectionState.DISCONNECTED)
+
+    async def _on_frame(self, ws: ClientConnection, raw: str | bytes) -> Notification | None:
+        if not isinstance(raw, str):
+            logger.warning("ignoring a binary frame")
+            return None
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            logger.warning("ignoring a frame that is not JSON: %.80r", raw)
+            return None
+        if not isinstance(frame, dict):
+            return None
+        kind = frame.get("type")
+        if kind == "notification":
+            try:
+                entry = Notification.from_json(frame.get("notification"))
+            except ProtocolError:
+                await self.close()
+                raise
+            if self._last_seq is not None and entry.seq <= self._last_seq:
+                return None  # already yielded: at-least-once on the wire
+            self._last_seq = entry.seq
+            self._cursor = entry.cursor
+            return entry
+        if kind == "ready":
+            self._live = True
+            self._failures = 0
+            self._auth_rejections = 0
+            head = frame.get("cursor")
+            if self._last_seq is None and isinstance(head, str):
+                self._cursor = head
+            unread = frame.get("unread")
+            if isinstance(unread, int) and not isinstance(unread, bool):
+                self._unread = unread
+            await self._emit(ConnectionState.LIVE)
+        elif kind == "ping":
+            try:
+                await ws.send('{"type":"pong"}')
+            except ConnectionClosed:
+                pass  # the next recv() reports the close
+        elif kind == "state":
+            if self._on_state is not None:
+                await _call(self._on_state, frame)
+        elif kind == "error":
+            self._error_frame = frame
+        # Unknown frame types are ignored: newer servers may add some.
+        return None
+
+    async def _fetch_token(self) -> str:
+        token = self._token
+        if callable(token):
+            result = token()
+            token = await result if inspect.isawaitable(result) else result
+        if not isinstance(token, str) or not token:
+            raise TypeError(f"the token provider must return a non-empty str, got {token!r}")
+        return token
+
+    async def _sleep(self, delay: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopped.wait(), delay)
+        except TimeoutError:
+            pass
+
+    async def _emit(self, state: ConnectionState) -> None:
+        if self._on_connection_state is not None:
+            await _call(self._on_connection_state, state)

@@ -1,0 +1,64 @@
+"""The user API: a user's own inbox, by cursor."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import get
+from litestar.params import Parameter
+
+from service.api.schemas import EntryPage, UnreadCount
+from service.auth.tokens import Principal
+from service.domain import rules
+from service.domain.cursor import Cursor, InvalidCursorError
+from service.errors import CursorReset, InvalidCursor
+from service.lifespan import Services
+
+_SECURITY = [{"userToken": []}]
+
+
+def parse_cursor(text: str, field: str) -> Cursor:
+    """Decode a client's cursor or raise :class:`InvalidCursor` naming the field."""
+    try:
+        return Cursor.decode(text)
+    except InvalidCursorError as exc:
+        raise InvalidCursor(f"{field} is not a valid cursor: {exc}", field=field) from None
+
+
+@get(
+    "/v1/me/notifications",
+    security=_SECURITY,
+    tags=["user"],
+    summary="Poll the inbox after a cursor",
+    description=(
+        "Entries after `after` in seq order (from the start of the inbox without it). "
+        "An empty page's `next_cursor` is the cursor given (the head when none). "
+        "A cursor from an erased inbox is 410 `cursor_reset`: restart without one."
+    ),
+)
+async def list_notifications(
+    services: Services,
+    principal: Principal,
+    after: Annotated[str | None, Parameter(description="A cursor from an entry or a page.")] = None,
+    limit: Annotated[int, Parameter(ge=1, le=rules.MAX_PAGE)] = rules.DEFAULT_PAGE,
+) -> EntryPage:
+    """A page of the caller's inbox."""
+    repo = services.repository
+    cursor = parse_cursor(after, "after") if after is not None else None
+    if cursor is not None:
+        head = await repo.head(principal.app_id, principal.user_id)
+        if cursor.epoch != head.epoch or cursor.seq > head.seq:
+            raise CursorReset("the inbox was reset since this cursor was issued; restart without a cursor")
+    page = await repo.page_after(principal.app_id, principal.user_id, cursor, limit)
+    return EntryPage(
+        items=page.items, next_cursor=page.next_cursor.encode(), has_more=page.has_more, truncated=page.truncated
+    )
+
+
+@get("/v1/me/unread-count", security=_SECURITY, tags=["user"], summary="Unread entries")
+async def unread_count(services: Services, principal: Principal) -> UnreadCount:
+    """How many of the caller's entries are unread."""
+    return UnreadCount(unread=await services.repository.unread_count(principal.app_id, principal.user_id))
+
+
+route_handlers = [list_notifications, unread_count]

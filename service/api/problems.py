@@ -1,0 +1,110 @@
+"""Every error leaves the service as one RFC 9457 problem document with a stable code."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from service.domain.codes import ErrorCode
+from service.errors import TidingsError, Unavailable
+
+log = logging.getLogger("tidings.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+_STATUS_CODES = {
+    400: (ErrorCode.INVALID_REQUEST, "Invalid request"),
+    401: (ErrorCode.UNAUTHORIZED, "Unauthorized"),
+    403: (ErrorCode.FORBIDDEN, "Forbidden"),
+    404: (ErrorCode.NOT_FOUND, "Not found"),
+    405: (ErrorCode.METHOD_NOT_ALLOWED, "Method not allowed"),
+    413: (ErrorCode.PAYLOAD_TOO_LARGE, "Payload too large"),
+    429: (ErrorCode.RATE_LIMITED, "Too many requests"),
+    503: (ErrorCode.UNAVAILABLE, "Service unavailable"),
+}
+_MSGSPEC_PATH = re.compile(r"at `\$\.?([^`]*)`")
+_MISSING_FIELD = re.compile(r"missing required field `([^`]*)`")
+
+
+def problem(
+    status: int, code: str, title: str, detail: str, *, field: str | None = None, headers: dict[str, str] | None = None
+) -> Response[dict[str, Any]]:
+    """Build a problem response."""
+    body: dict[str, Any] = {
+        "type": f"https://tidings.dev/errors/{code}",
+        "title": title,
+        "status": status,
+        "code": code,
+        "detail": detail,
+    }
+    if field:
+        body["field"] = field
+    return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_of(message: str) -> str | None:
+    # "... - at `$.recipients.users[3]`" -> "recipients.users[3]"
+    match = _MSGSPEC_PATH.search(message)
+    path = match.group(1) if match else ""
+    missing = _MISSING_FIELD.search(message)
+    if missing:
+        path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+    return path or None
+
+
+def handle_tidings_error(_: Request[Any, Any, Any], exc: TidingsError) -> Response[dict[str, Any]]:
+    """Our own errors."""
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return problem(exc.status, exc.code, exc.title, exc.detail, field=exc.field, headers=headers)
+
+
+def handle_validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+    """Litestar's input validation (body decoding, query and header parameters)."""
+    field: str | None = None
+    detail = exc.detail or "invalid request"
+    extra = exc.extra
+    if isinstance(extra, list) and extra:
+        first = extra[0]
+        if isinstance(first, dict):
+            message = str(first.get("message", detail))
+            key = first.get("key")
+            field = _field_of(message) or (str(key) if key else None)
+            detail = _MSGSPEC_PATH.sub("", message).rstrip(" -") or detail
+    elif isinstance(extra, dict) and extra:
+        key, message = next(iter(extra.items()))
+        field, detail = str(key), str(message)
+    if field is None:
+        field = _field_of(detail)
+        detail = _MSGSPEC_PATH.sub("", detail).rstrip(" -")
+    return problem(400, ErrorCode.INVALID_REQUEST, "Invalid request", detail, field=field)
+
+
+def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    """Framework errors (404 route, 405, 413 body size...) in the same shape."""
+    status = exc.status_code
+    code, title = _STATUS_CODES.get(status, (ErrorCode.INVALID_REQUEST if status < 500 else ErrorCode.INTERNAL, "Error"))
+    if status >= 500:
+        log.error("server error: %s", exc.detail)
+    detail = exc.detail if status < 500 else "internal error"
+    headers = dict(exc.headers or {})
+    return problem(status, code, title, str(detail), headers=headers or None)
+
+
+def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """A bug: log it whole, answer 500 without internals."""
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, ErrorCode.INTERNAL, "Internal error", "internal error")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    TidingsError: handle_tidings_error,
+    ValidationException: handle_validation_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,114 @@
+"""The producer API: enqueue notifications and follow their status."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+import msgspec
+from litestar import Response, get, post
+from litestar.background_tasks import BackgroundTask
+from litestar.params import Parameter
+
+from service.api.schemas import Accepted, NotificationIn, NotificationStatus
+from service.auth.api_keys import Producer
+from service.delivery import deliver_all
+from service.domain import rules
+from service.errors import BrokerUnavailable, NotFound
+from service.lifespan import Services
+from service.queue import enqueue_delivery
+from service.store.repository import NewNotification, iso
+
+_SECURITY = [{"apiKey": []}]
+
+
+def _request_hash(data: NotificationIn) -> str:
+    return hashlib.sha256(msgspec.json.encode(data, order="sorted")).hexdigest()
+
+
+def _unique(users: list[str]) -> list[str]:
+    return list(dict.fromkeys(users))
+
+
+@post(
+    "/v1/notifications",
+    status_code=202,
+    security=_SECURITY,
+    tags=["producer"],
+    summary="Enqueue a notification",
+    description=(
+        "Stores the notification (status `accepted`) before answering, then queues its fan-out. "
+        "A repeated `Idempotency-Key` (same producer key, within 24 h) returns the first answer; "
+        "the same key with a different body is 409 `idempotency_conflict`."
+    ),
+)
+async def send_notification(
+    data: NotificationIn,
+    services: Services,
+    producer: Producer,
+    idempotency_key: Annotated[
+        str | None,
+        Parameter(
+            header="Idempotency-Key",
+            required=False,
+            min_length=1,
+            max_length=rules.MAX_IDEMPOTENCY_KEY_LENGTH,
+            description="Makes retries safe: one notification per key.",
+        ),
+    ] = None,
+) -> Response[Accepted]:
+    """Accept a notification for delivery."""
+    settings = services.settings
+    stored, _created = await services.repository.accept(
+        NewNotification(
+            app_id=producer.app_id,
+            type=data.type,
+            title=data.title,
+            body=data.body,
+            data=data.data,
+            priority=data.priority,
+            recipients=_unique(data.recipients.users),
+            producer=producer.key_id,
+            idempotency_key=idempotency_key,
+            request_hash=_request_hash(data),
+        )
+    )
+    background = None
+    degraded = False
+    if stored.status == "accepted":
+        try:
+            await enqueue_delivery(services.arq, settings.queue_name, settings.channel_prefix, stored.id)
+        except BrokerUnavailable:
+            # The row is durable; deliver it from here (the sweeper would, too, once Redis is back).
+            degraded = True
+            background = BackgroundTask(
+                deliver_all,
+                services.repository,
+                services.publisher,
+                settings.channel_prefix,
+                stored.id,
+                settings.fanout_chunk,
+            )
+    return Response(
+        Accepted(id=stored.id, status=stored.status, degraded=degraded), status_code=202, background=background
+    )
+
+
+@get("/v1/notifications/{notification_id:str}", security=_SECURITY, tags=["producer"], summary="Delivery status")
+async def get_notification(notification_id: str, services: Services, producer: Producer) -> NotificationStatus:
+    """A notification's status and how many inbox entries it has."""
+    stored = await services.repository.get_notification(notification_id, producer.app_id)
+    if stored is None:
+        raise NotFound(f"no notification {notification_id}")
+    delivered = await services.repository.delivered_count(stored.id)
+    return NotificationStatus(
+        id=stored.id,
+        status=stored.status,  # type: ignore[arg-type]
+        recipients=stored.recipient_count,
+        delivered=delivered,
+        reason=stored.reason,
+        created_at=iso(stored.created_at) or "",
+    )
+
+
+route_handlers = [send_notification, get_notification]

@@ -1,0 +1,100 @@
+"""Request and response bodies of the v1 HTTP API (they generate openapi/openapi.json)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from service.domain import rules
+from service.domain.models import Entry
+
+UserId = Annotated[
+    str, Meta(min_length=1, max_length=rules.MAX_USER_ID_LENGTH, pattern=rules.USER_ID_PATTERN, examples=["user-42"])
+]
+
+
+class Recipients(msgspec.Struct, forbid_unknown_fields=True):
+    """Who receives a notification."""
+
+    users: Annotated[
+        list[UserId],
+        Meta(
+            min_length=1,
+            max_length=rules.MAX_RECIPIENTS,
+            description=f"1 to {rules.MAX_RECIPIENTS} user ids; duplicates count once.",
+        ),
+    ]
+
+
+class NotificationIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A notification to enqueue."""
+
+    recipients: Recipients
+    type: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=rules.MAX_TYPE_LENGTH,
+            pattern=rules.TYPE_PATTERN,
+            description="What kind of notification this is, e.g. `comment.created`.",
+            examples=["comment.created"],
+        ),
+    ]
+    title: Annotated[str, Meta(min_length=1, max_length=rules.MAX_TITLE_LENGTH, examples=["New comment"])]
+    body: Annotated[str, Meta(max_length=rules.MAX_BODY_LENGTH)] | None = None
+    data: Annotated[dict[str, Any], Meta(description="Any JSON object, delivered as is.")] = msgspec.field(
+        default_factory=dict
+    )
+    priority: Literal["normal", "high"] = "normal"
+
+
+class Accepted(msgspec.Struct, omit_defaults=True):
+    """The answer to an enqueue: the notification is stored and will be delivered."""
+
+    id: str
+    status: str
+    degraded: bool = False
+    """True when the queue was unreachable: the service delivers it itself, a little later."""
+
+
+class NotificationStatus(msgspec.Struct):
+    """Where a notification's delivery stands."""
+
+    id: str
+    status: Literal["accepted", "scheduled", "delivered", "cancelled", "failed"]
+    recipients: int
+    """How many distinct users it is addressed to."""
+    delivered: int
+    """How many inbox entries are stored for it."""
+    reason: str | None
+    created_at: str
+
+
+class EntryPage(msgspec.Struct):
+    """A page of a user's inbox in seq order."""
+
+    items: list[Entry]
+    next_cursor: str
+    """Pass as ``after`` to get what comes next (the given cursor when the page is empty)."""
+    has_more: bool
+    truncated: bool
+    """Entries between the given cursor and the first item were removed by retention."""
+
+
+class UnreadCount(msgspec.Struct):
+    """The user's unread entries."""
+
+    unread: int
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """An RFC 9457 problem document; ``code`` is stable, ``detail`` is for humans."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+    field: str | None = None

@@ -1,0 +1,16 @@
+"""Limits of the v1 API, in one place so the schemas, docs and tests agree."""
+
+from __future__ import annotations
+
+MAX_RECIPIENTS = 1000
+"""Users named in one notification."""
+MAX_USER_ID_LENGTH = 128
+MAX_TYPE_LENGTH = 100
+MAX_TITLE_LENGTH = 1000
+MAX_BODY_LENGTH = 10_000
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+USER_ID_PATTERN = r"^[A-Za-z0-9._:@|+=-]+$"
+"""User ids are opaque to Tidings but must be safe in channel names and logs."""
+TYPE_PATTERN = r"^[A-Za-z0-9._:/-]+$"

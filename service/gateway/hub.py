@@ -1,0 +1,113 @@
+"""The process-local registry of live streams, fed by the one subscription connection.
+
+The hub never awaits a stream: a message is offered to each of its user's
+streams, which buffer it or note that they must read the store. A positioning
+pass (every ``positioning_interval_s``, and after the subscription connection
+reconnects) compares each user's head seq in the store with what the streams
+sent, in batches, so a publish that never arrived is still delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from service.errors import TidingsError
+
+if TYPE_CHECKING:
+    from service.broker.base import Subscriptions
+    from service.gateway.stream import Stream
+    from service.store.repository import Repository
+
+log = logging.getLogger("tidings.gateway")
+
+POSITIONING_BATCH = 500
+
+
+class Hub:
+    """user channel -> live streams on this process."""
+
+    def __init__(self, repository: Repository, app_id: str, positioning_interval_s: float) -> None:
+        self._repo = repository
+        self._app_id = app_id
+        self._interval = positioning_interval_s
+        self._streams: dict[str, set[Stream]] = defaultdict(set)
+        self._subscriptions: Subscriptions | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def attach(self, subscriptions: Subscriptions) -> None:
+        """Use ``subscriptions`` for joins and leaves (set once at startup)."""
+        self._subscriptions = subscriptions
+
+    @property
+    def stream_count(self) -> int:
+        """How many streams are registered."""
+        return sum(len(streams) for streams in self._streams.values())
+
+    async def join(self, channel: str, stream: Stream) -> None:
+        """Register ``stream`` and return once its channel is subscribed."""
+        assert self._subscriptions is not None, "Hub.attach() was not called"
+        self._streams[channel].add(stream)
+        await self._subscriptions.subscribe(channel)
+
+    async def leave(self, channel: str, stream: Stream) -> None:
+        """Forget ``stream``; unsubscribe its channel when it was the last one."""
+        streams = self._streams.get(channel)
+        if streams is None:
+            return
+        streams.discard(stream)
+        if not streams:
+            del self._streams[channel]
+            assert self._subscriptions is not None
+            await self._subscriptions.unsubscribe(channel)
+
+    def on_message(self, channel: str, epoch: int, seq: int, frame: bytes) -> None:
+        """Offer a published entry to every stream of its channel (never blocks)."""
+        for stream in tuple(self._streams.get(channel, ())):
+            stream.offer(epoch, seq, frame)
+
+    async def on_reset(self) -> None:
+        """Messages may have been lost: check every stream against the store soon."""
+        # Spread the catch-up reads instead of sending every stream to the store at once.
+        await asyncio.sleep(random.uniform(0, min(1.0, self._interval)))
+        await self.position_all()
+
+    async def position_all(self) -> None:
+        """Compare every live stream's last seq with its inbox head; poke the ones behind."""
+        by_user: dict[str, list[Stream]] = defaultdict(list)
+        for streams in list(self._streams.values()):
+            for stream in streams:
+                by_user[stream.user_id].append(stream)
+        users = list(by_user)
+        for start in range(0, len(users), POSITIONING_BATCH):
+            batch = users[start : start + POSITIONING_BATCH]
+            try:
+                heads = await self._repo.heads(self._app_id, batch)
+            except TidingsError as exc:
+                log.warning("positioning skipped: %s", exc.detail)
+                return
+            for user, head in heads.items():
+                for stream in by_user[user]:
+                    stream.behind(head)
+
+    async def run_positioning(self) -> None:
+        """Run :meth:`position_all` forever, every ``positioning_interval_s``."""
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.position_all()
+
+    def start(self) -> None:
+        """Start the positioning loop."""
+        self._task = asyncio.create_task(self.run_positioning(), name="tidings-positioning")
+
+    async def stop(self) -> None:
+        """Stop the positioning loop."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass

@@ -1,0 +1,155 @@
+"""``GET /v1/stream``: the WebSocket shell around :class:`~service.gateway.stream.Stream`.
+
+This module only moves frames: it authenticates (first frame, or ``?token=``),
+joins the hub, runs the stream, reads client frames in a second task, and
+closes with the stream's code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+
+from service.auth.tokens import Principal, verify_user_token
+from service.domain.channels import inbox_channel
+from service.domain.codes import CloseCode, ErrorCode
+from service.domain.cursor import Cursor, InvalidCursorError
+from service.domain.frames import error_frame
+from service.errors import Unauthorized
+from service.gateway.stream import Stream, StreamClosed
+from service.lifespan import Services
+
+log = logging.getLogger("tidings.gateway")
+
+SUBSCRIBE_TIMEOUT_S = 5.0
+
+
+class _AuthFrame(msgspec.Struct):
+    type: str
+    token: str | None = None
+    cursor: str | None = None
+
+
+_decode_frame = msgspec.json.Decoder(_AuthFrame).decode
+
+
+async def _close(socket: WebSocket[Any, Any, Any], closed: StreamClosed) -> None:
+    try:
+        if closed.error is not None:
+            await socket.send_text(closed.error.decode())
+        await socket.close(code=closed.code, reason=closed.reason[:120])
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass
+
+
+def _policy(code: ErrorCode, message: str, close: int = CloseCode.POLICY) -> StreamClosed:
+    return StreamClosed(close, message, error_frame(code, message))
+
+
+async def _authenticate(
+    socket: WebSocket[Any, Any, Any], services: Services
+) -> tuple[Principal, Cursor | None]:
+    settings = services.settings
+    token = socket.query_params.get("token")
+    cursor_text = socket.query_params.get("cursor")
+    if token is None:
+        try:
+            raw = await asyncio.wait_for(socket.receive_text(), settings.auth_timeout_s)
+        except TimeoutError:
+            raise _policy(ErrorCode.UNAUTHORIZED, "no auth frame within the time allowed") from None
+        try:
+            frame = _decode_frame(raw)
+        except msgspec.DecodeError:
+            raise _policy(ErrorCode.UNAUTHORIZED, 'the first frame must be {"type":"auth","token":...}') from None
+        if frame.type != "auth" or not frame.token:
+            raise _policy(ErrorCode.UNAUTHORIZED, 'the first frame must be {"type":"auth","token":...}')
+        token, cursor_text = frame.token, frame.cursor
+    try:
+        principal = verify_user_token(token, settings.jwt_secret, settings.app_id)
+    except Unauthorized as exc:
+        raise _policy(ErrorCode.UNAUTHORIZED, exc.detail) from None
+    cursor = None
+    if cursor_text:
+        try:
+            cursor = Cursor.decode(cursor_text)
+        except InvalidCursorError as exc:
+            # Restarting from the head is the client's way out, as after an epoch change.
+            raise _policy(ErrorCode.INVALID_CURSOR, f"invalid cursor: {exc}", CloseCode.CURSOR_RESET) from None
+    return principal, cursor
+
+
+async def _read_client_frames(socket: WebSocket[Any, Any, Any], stream: Stream, services: Services) -> None:
+    """Handle ``auth`` (token refresh) and ``pong``; end the stream when the client leaves."""
+    settings = services.settings
+    try:
+        while True:
+            raw = await socket.receive_text()
+            try:
+                frame = _decode_frame(raw)
+            except msgspec.DecodeError:
+                continue  # unknown or malformed client frames are ignored, as the protocol allows
+            if frame.type == "auth" and frame.token:
+                try:
+                    principal = verify_user_token(frame.token, settings.jwt_secret, settings.app_id)
+                except Unauthorized as exc:
+                    stream.close(_policy(ErrorCode.UNAUTHORIZED, exc.detail))
+                    return
+                if principal.user_id != stream.user_id:
+                    stream.close(_policy(ErrorCode.FORBIDDEN, "a refreshed token must be for the same user"))
+                    return
+                stream.refresh(principal)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        stream.close(StreamClosed(CloseCode.NORMAL, "client went away"))
+
+
+@websocket("/v1/stream")
+async def stream_handler(socket: WebSocket[Any, Any, Any], services: Services) -> None:
+    """A device's live stream (see the module docstring of ``service.gateway.stream``)."""
+    await socket.accept()
+    settings = services.settings
+    hub = services.hub
+    assert hub is not None, "the gateway runs only with role all or gateway"
+    try:
+        principal, cursor = await _authenticate(socket, services)
+    except StreamClosed as closed:
+        await _close(socket, closed)
+        return
+    except WebSocketDisconnect:
+        return
+
+    async def send(frame: bytes) -> None:
+        await socket.send_text(frame.decode())
+
+    stream = Stream(
+        principal,
+        services.repository,
+        send,
+        page=settings.replay_page,
+        max_buffered_bytes=settings.outbox_max_bytes,
+        ping_interval_s=settings.ping_interval_s,
+    )
+    channel = inbox_channel(settings.channel_prefix, principal.app_id, principal.user_id)
+    reader = asyncio.create_task(_read_client_frames(socket, stream, services))
+    try:
+        try:
+            # Subscribed (and acknowledged) before the replay reads the store: nothing can slip between.
+            await asyncio.wait_for(hub.join(channel, stream), SUBSCRIBE_TIMEOUT_S)
+        except TimeoutError:
+            closed = _policy(ErrorCode.UNAVAILABLE, "live channel unavailable; poll instead", CloseCode.SERVICE_RESTART)
+        else:
+            try:
+                closed = await stream.run(cursor)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                closed = StreamClosed(CloseCode.NORMAL, "client went away")
+    finally:
+        reader.cancel()
+        await hub.leave(channel, stream)
+    await _close(socket, closed)
+
+
+route_handlers = [stream_handler]

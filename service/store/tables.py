@@ -1,0 +1,75 @@
+"""SQLAlchemy tables. The schema itself is created by the Alembic migrations beside this."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every Tidings table."""
+
+
+class Notification(Base):
+    """What a producer sent; the truth about its delivery status."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(100))
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text, nullable=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    priority: Mapped[str] = mapped_column(String(8), default="normal")
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    recipient_count: Mapped[int] = mapped_column(Integer)
+    producer: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("app_id", "producer", "idempotency_key", name="uq_notifications_idempotency"),
+        Index("ix_notifications_status_created", "status", "created_at"),
+    )
+
+
+class InboxEntry(Base):
+    """One notification in one user's inbox, at position ``seq``."""
+
+    __tablename__ = "inbox_entries"
+
+    app_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    notification_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (
+        # Exactly-once visible: a retried job or a racing worker cannot add a second entry.
+        UniqueConstraint("app_id", "user_id", "notification_id", name="uq_inbox_entries_notification"),
+        Index("ix_inbox_entries_notification", "notification_id"),
+    )
+
+
+class InboxCounter(Base):
+    """The last seq handed out in one inbox, and the inbox's epoch."""
+
+    __tablename__ = "inbox_counters"
+
+    app_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))

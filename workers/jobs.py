@@ -1,0 +1,91 @@
+"""arq job functions: thin shells over ``service.delivery``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from arq import Retry
+
+from service.delivery import chunks, deliver_chunk as deliver_chunk_of
+from service.errors import StoreUnavailable
+from service.queue import JobName, chunk_job_id, enqueue_delivery
+from service.settings import Settings
+from service.store.repository import Repository
+
+log = logging.getLogger("tidings.worker")
+
+MAX_TRIES = 1000
+"""Enough tries, with the backoff below, to outlast a database outage of hours."""
+
+
+def retry_delay_s(job_try: int) -> float:
+    """Backoff between tries of a job that met an unavailable database."""
+    return float(min(30.0, 0.25 * 2 ** min(job_try, 10)))
+
+
+def _retry(ctx: dict[str, Any], exc: StoreUnavailable) -> Retry:
+    delay = retry_delay_s(int(ctx.get("job_try", 1)))
+    log.warning("database unavailable (%s); retrying in %.1fs", exc.detail, delay)
+    return Retry(defer=delay)
+
+
+async def deliver_notification(ctx: dict[str, Any], notification_id: str) -> str:
+    """Fan a notification out: inline for one chunk, else one chunk job per chunk."""
+    settings: Settings = ctx["settings"]
+    repository: Repository = ctx["repository"]
+    try:
+        notification = await repository.get_notification(notification_id)
+        if notification is None or notification.status != "accepted":
+            return "skipped"
+        parts = chunks(notification.recipients, settings.fanout_chunk)
+        if len(parts) == 1:
+            await deliver_chunk_of(repository, ctx["publisher"], settings.channel_prefix, notification, parts[0])
+            return "delivered"
+    except StoreUnavailable as exc:
+        raise _retry(ctx, exc) from exc
+    for index in range(len(parts)):
+        await ctx["redis"].enqueue_job(
+            JobName.DELIVER_CHUNK,
+            notification_id,
+            index,
+            _job_id=chunk_job_id(settings.channel_prefix, notification_id, index),
+            _queue_name=settings.queue_name,
+        )
+    return f"{len(parts)} chunks"
+
+
+async def deliver_chunk(ctx: dict[str, Any], notification_id: str, index: int) -> str:
+    """Store and publish chunk ``index`` of a notification's recipients."""
+    settings: Settings = ctx["settings"]
+    repository: Repository = ctx["repository"]
+    try:
+        notification = await repository.get_notification(notification_id)
+        if notification is None or notification.status != "accepted":
+            return "skipped"
+        parts = chunks(notification.recipients, settings.fanout_chunk)
+        if index >= len(parts):
+            return "skipped"
+        count = await deliver_chunk_of(
+            repository, ctx["publisher"], settings.channel_prefix, notification, parts[index]
+        )
+    except StoreUnavailable as exc:
+        raise _retry(ctx, exc) from exc
+    return f"{count} entries"
+
+
+async def sweep(ctx: dict[str, Any]) -> int:
+    """Re-enqueue notifications still ``accepted`` after a while (their job may be lost)."""
+    settings: Settings = ctx["settings"]
+    repository: Repository = ctx["repository"]
+    try:
+        stale = await repository.stale_accepted(timedelta(seconds=settings.sweep_after_s))
+    except StoreUnavailable as exc:
+        log.warning("sweep skipped: %s", exc.detail)
+        return 0
+    for notification_id in stale:
+        await enqueue_delivery(ctx["redis"], settings.queue_name, settings.channel_prefix, notification_id)
+    if stale:
+        log.info("sweeper re-enqueued %d notifications", len(stale))
+    return len(stale)
