@@ -24,7 +24,7 @@ def worker_kwargs(settings: Settings) -> dict[str, Any]:
             func(jobs.deliver_chunk, name=JobName.DELIVER_CHUNK, max_tries=jobs.MAX_TRIES),
         ],
         "cron_jobs": [
-            cron(jobs.sweep, name="sweep", second=set(range(0, 60, SWEEP_EVERY_S)), run_at_startup=True, unique=True)
+            cron(jobs.sweep, name=f"{settings.queue_name}:sweep", second=set(range(0, 60, SWEEP_EVERY_S)), run_at_startup=True, unique=True)
         ],
         "queue_name": settings.queue_name,
         "redis_settings": RedisSettings.from_dsn(redis_url),
