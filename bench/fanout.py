@@ -55,14 +55,15 @@ async def _measure(ws_url: str, base_url: str, args: argparse.Namespace, result:
                 seconds.append(time.perf_counter() - started)
                 await asyncio.sleep(0.5)  # let the worker settle between rounds
     finally:
+        closed = devices.closed_count()  # before we close them ourselves
         await devices.close()
     if seconds:
         mid = median(seconds)
         result.add("time until the last device had it, median (ms)", f"{mid * 1000:.0f}")
         result.add("deliveries/s, median round", f"{len(users) / mid:,.0f}")
         result.add("rounds (ms)", ", ".join(f"{s * 1000:.0f}" for s in seconds))
-    if devices.closed_count():
-        result.problems.append(f"fanout: {devices.closed_count()} devices were closed by the server during the run")
+    if closed:
+        result.problems.append(f"fanout: {closed} devices were closed by the server during the run")
 
 
 def run(args: argparse.Namespace) -> Result:

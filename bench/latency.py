@@ -108,6 +108,7 @@ async def _measure(ws_url: str, base_url: str, args: argparse.Namespace, result:
             lost = args.latency_count - len(seen)
             burst = await _burst(client, args.burst_count) if args.burst_count else None
     finally:
+        closed = devices.closed_count()  # before we close them ourselves
         await devices.close()
 
     result.add("enqueue→device p50 / p95 / p99 / max (ms)", " / ".join(
@@ -120,8 +121,8 @@ async def _measure(ws_url: str, base_url: str, args: argparse.Namespace, result:
         result.problems.append(f"latency: {rejected} POSTs not answered 202: {sorted(set(statuses))}")
     if lost:
         result.problems.append(f"latency: {lost} of {args.latency_count} notifications never reached their device")
-    if devices.closed_count():
-        result.problems.append(f"latency: {devices.closed_count()} devices were closed by the server during the run")
+    if closed:
+        result.problems.append(f"latency: {closed} devices were closed by the server during the run")
     if burst is not None:
         rate, failed = burst
         result.add(f"enqueue API burst, {args.burst_count} POSTs, {PRODUCER_CONNECTIONS} conns (req/s)", f"{rate:.0f}")

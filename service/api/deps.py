@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar.di import NamedDependency
 from litestar import Request
 from litestar.datastructures import State
 
@@ -18,13 +19,13 @@ def provide_services(state: State) -> Services:
     return services
 
 
-def provide_producer(request: Request[Any, Any, Any], services: Services) -> Producer:
+def provide_producer(request: Request[Any, Any, Any], services: NamedDependency[Services]) -> Producer:
     """The producer calling, from ``Authorization: Bearer <api key>``."""
     settings = services.settings
     return verify_api_key(bearer(request.headers.get("authorization")), settings.api_key, settings.app_id)
 
 
-def provide_principal(request: Request[Any, Any, Any], services: Services) -> Principal:
+def provide_principal(request: Request[Any, Any, Any], services: NamedDependency[Services]) -> Principal:
     """The user calling, from ``Authorization: Bearer <user JWT>``."""
     settings = services.settings
     return verify_user_token(bearer(request.headers.get("authorization")), settings.jwt_secret, settings.app_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from litestar.di import NamedDependency
 from litestar import get
 from litestar.params import Parameter
 
@@ -37,8 +38,8 @@ def parse_cursor(text: str, field: str) -> Cursor:
     ),
 )
 async def list_notifications(
-    services: Services,
-    principal: Principal,
+    services: NamedDependency[Services],
+    principal: NamedDependency[Principal],
     after: Annotated[str | None, Parameter(description="A cursor from an entry or a page.")] = None,
     limit: Annotated[int, Parameter(ge=1, le=rules.MAX_PAGE)] = rules.DEFAULT_PAGE,
 ) -> EntryPage:
@@ -56,7 +57,7 @@ async def list_notifications(
 
 
 @get("/v1/me/unread-count", security=_SECURITY, tags=["user"], summary="Unread entries")
-async def unread_count(services: Services, principal: Principal) -> UnreadCount:
+async def unread_count(services: NamedDependency[Services], principal: NamedDependency[Principal]) -> UnreadCount:
     """How many of the caller's entries are unread."""
     return UnreadCount(unread=await services.repository.unread_count(principal.app_id, principal.user_id))
 

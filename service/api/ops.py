@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from litestar.di import NamedDependency
 from litestar import Response, get
 from redis.exceptions import RedisError
 
@@ -18,7 +19,7 @@ async def live() -> dict[str, str]:
 
 
 @get("/health/ready", tags=["ops"], summary="Readiness: Redis and the database answer")
-async def ready(services: Services) -> Response[dict[str, Any]]:
+async def ready(services: NamedDependency[Services]) -> Response[dict[str, Any]]:
     """200 when the database and Redis answer, 503 (with what failed) otherwise."""
     checks: dict[str, str] = {}
     try:

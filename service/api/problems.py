@@ -27,7 +27,7 @@ _STATUS_CODES = {
     503: (ErrorCode.UNAVAILABLE, "Service unavailable"),
 }
 _MSGSPEC_PATH = re.compile(r"at `\$\.?([^`]*)`")
-_MISSING_FIELD = re.compile(r"missing required field `([^`]*)`")
+_NAMED_FIELD = re.compile(r"(?:missing required field|unknown field) `([^`]*)`")
 
 
 def problem(
@@ -46,13 +46,19 @@ def problem(
     return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def _field_of(message: str) -> str | None:
-    # "... - at `$.recipients.users[3]`" -> "recipients.users[3]"
+def _field_of(message: str, key: str | None) -> str | None:
+    """The offending field's path, from msgspec's message and Litestar's key.
+
+    Litestar reports a body error's location as ``key`` (``recipients.users[0]``), and
+    ``data`` (the handler's body parameter) for the body's top level.
+    """
     match = _MSGSPEC_PATH.search(message)
-    path = match.group(1) if match else ""
-    missing = _MISSING_FIELD.search(message)
-    if missing:
-        path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+    path = match.group(1) if match else (key or "")
+    if path == "data" and _NAMED_FIELD.search(message):
+        path = ""  # a top-level field is missing or unknown
+    named = _NAMED_FIELD.search(message)
+    if named:
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
     return path or None
 
 
@@ -74,13 +80,13 @@ def handle_validation_error(_: Request[Any, Any, Any], exc: ValidationException)
         if isinstance(first, dict):
             message = str(first.get("message", detail))
             key = first.get("key")
-            field = _field_of(message) or (str(key) if key else None)
+            field = _field_of(message, str(key) if key else None)
             detail = _MSGSPEC_PATH.sub("", message).rstrip(" -") or detail
     elif isinstance(extra, dict) and extra:
         key, message = next(iter(extra.items()))
         field, detail = str(key), str(message)
     if field is None:
-        field = _field_of(detail)
+        field = _field_of(detail, None)
         detail = _MSGSPEC_PATH.sub("", detail).rstrip(" -")
     return problem(400, ErrorCode.INVALID_REQUEST, "Invalid request", detail, field=field)
 

@@ -6,9 +6,10 @@ import hashlib
 from typing import Annotated
 
 import msgspec
+from litestar.di import NamedDependency
 from litestar import Response, get, post
 from litestar.background_tasks import BackgroundTask
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from service.api.schemas import Accepted, NotificationIn, NotificationStatus
 from service.auth.api_keys import Producer
@@ -43,13 +44,13 @@ def _unique(users: list[str]) -> list[str]:
     ),
 )
 async def send_notification(
-    data: NotificationIn,
-    services: Services,
-    producer: Producer,
+    data: JSONBody[NotificationIn],
+    services: NamedDependency[Services],
+    producer: NamedDependency[Producer],
     idempotency_key: Annotated[
         str | None,
-        Parameter(
-            header="Idempotency-Key",
+        HeaderParameter(
+            name="Idempotency-Key",
             required=False,
             min_length=1,
             max_length=rules.MAX_IDEMPOTENCY_KEY_LENGTH,
@@ -95,7 +96,7 @@ async def send_notification(
 
 
 @get("/v1/notifications/{notification_id:str}", security=_SECURITY, tags=["producer"], summary="Delivery status")
-async def get_notification(notification_id: str, services: Services, producer: Producer) -> NotificationStatus:
+async def get_notification(notification_id: FromPath[str], services: NamedDependency[Services], producer: NamedDependency[Producer]) -> NotificationStatus:
     """A notification's status and how many inbox entries it has."""
     stored = await services.repository.get_notification(notification_id, producer.app_id)
     if stored is None:

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import msgspec
+from litestar.di import NamedDependency
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
@@ -108,7 +109,7 @@ async def _read_client_frames(socket: WebSocket[Any, Any, Any], stream: Stream, 
 
 
 @websocket("/v1/stream")
-async def stream_handler(socket: WebSocket[Any, Any, Any], services: Services) -> None:
+async def stream_handler(socket: WebSocket[Any, Any, Any], services: NamedDependency[Services]) -> None:
     """A device's live stream (see the module docstring of ``service.gateway.stream``)."""
     await socket.accept()
     settings = services.settings

@@ -1,0 +1,127 @@
+"""Bad input gets a 4xx problem document or a close code with a JSON error; the service keeps serving."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from service.domain.cursor import Cursor
+from tests.devices import Device, poll, send, token
+from tests.harness import API_KEY, Deployment, Service, Worker, running
+
+pytestmark = pytest.mark.e2e
+
+VALID: dict[str, Any] = {"recipients": {"users": ["gina"]}, "type": "test", "title": "ok"}
+
+BAD_BODIES = [
+    ({}, "recipients"),
+    ({"recipients": {"users": ["gina"]}, "title": "no type"}, "type"),
+    ({"recipients": {"users": ["gina"]}, "type": "t"}, "title"),
+    ({"recipients": {}, "type": "t", "title": "x"}, "recipients.users"),
+    ({"recipients": {"users": []}, "type": "t", "title": "x"}, "recipients.users"),
+    ({"recipients": {"users": [f"u{i}" for i in range(1001)]}, "type": "t", "title": "x"}, "recipients.users"),
+    ({**VALID, "data": [1, 2]}, "data"),
+    ({**VALID, "data": "text"}, "data"),
+    ({**VALID, "priority": "urgent"}, "priority"),
+    ({**VALID, "title": ""}, "title"),
+    ({**VALID, "recipients": {"users": ["has space"]}}, "recipients.users[0]"),
+    ({**VALID, "recipients": {"users": [7]}}, "recipients.users[0]"),
+    ({**VALID, "unexpected": 1}, "unexpected"),
+    ({**VALID, "body": "x" * 10_001}, "body"),
+]
+
+
+def assert_problem(response: httpx.Response, status: int, code: str, field: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem: dict[str, Any] = response.json()
+    assert problem["status"] == status and problem["code"] == code and problem["detail"], problem
+    if field is not None:
+        assert problem.get("field") == field, problem
+    return problem
+
+
+async def test_bad_requests_get_clear_errors_and_the_service_keeps_serving(deployment: Deployment) -> None:
+    service = Service(deployment, TIDINGS_AUTH_TIMEOUT_S="0.5")
+    worker = Worker(deployment)
+    with running(service, worker):
+        await service.wait_ready_async()
+        url = service.url
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            auth = {"Authorization": f"Bearer {API_KEY}"}
+            for body, field in BAD_BODIES:
+                assert_problem(await client.post("/v1/notifications", json=body, headers=auth), 400, "invalid_request", field)
+            for raw in (b"{not json", b"", b"[]", b"null", b"\xff\xfe"):
+                response = await client.post(
+                    "/v1/notifications", content=raw, headers={**auth, "Content-Type": "application/json"}
+                )
+                assert_problem(response, 400, "invalid_request")
+            huge = {**VALID, "data": {"blob": "x" * 400_000}}
+            assert_problem(await client.post("/v1/notifications", json=huge, headers=auth), 413, "payload_too_large")
+            long_key = {**auth, "Idempotency-Key": "k" * 300}
+            assert_problem(await client.post("/v1/notifications", json=VALID, headers=long_key), 400, "invalid_request")
+
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer"}):
+                assert_problem(await client.post("/v1/notifications", json=VALID, headers=headers), 401, "unauthorized")
+            # A user token is not a producer key, and a producer key is not a user token.
+            assert_problem(
+                await client.post("/v1/notifications", json=VALID, headers={"Authorization": f"Bearer {token('gina')}"}),
+                401,
+                "unauthorized",
+            )
+            assert_problem(await poll(url, API_KEY), 401, "unauthorized")
+            assert_problem(await poll(url, token("gina", ttl_s=-60)), 401, "unauthorized")
+            assert_problem(await client.get("/v1/me/notifications"), 401, "unauthorized")
+
+            gina = token("gina")
+            for cursor in ("garbage", "", "A" * 100, "AQAAAAEAAAAAAAAAAQ==", Cursor(1, 5).encode() + "x"):
+                assert_problem(await poll(url, gina, after=cursor), 400, "invalid_cursor", "after")
+            for limit in ("0", "501", "ten", "-1"):
+                assert_problem(await poll(url, gina, limit=limit), 400, "invalid_request", "limit")
+            # A well-formed cursor of another epoch, or ahead of the inbox, is a reset, not a crash.
+            assert_problem(await poll(url, gina, after=Cursor(7, 1).encode()), 410, "cursor_reset")
+            assert_problem(await poll(url, gina, after=Cursor(1, 99).encode()), 410, "cursor_reset")
+
+            assert_problem(await client.get("/v1/notifications/does-not-exist", headers=auth), 404, "not_found")
+            assert_problem(await client.get("/v1/nowhere"), 404, "not_found")
+            assert_problem(await client.put("/v1/notifications", json=VALID, headers=auth), 405, "method_not_allowed")
+
+        # WebSocket: every refusal is an error frame (JSON) and then a close code.
+        async def refused(first_frame: str | None, query: str = "") -> tuple[dict[str, Any], int]:
+            async with connect(service.ws_url + query, open_timeout=5, ping_interval=None) as ws:
+                if first_frame is not None:
+                    await ws.send(first_frame)
+                error = json.loads(await ws.recv())
+                await ws.wait_closed()
+                assert ws.close_code is not None
+                return error, ws.close_code
+
+        cases = [
+            (None, "", "unauthorized", 1008),  # no auth frame within the timeout
+            ("not json", "", "unauthorized", 1008),
+            (json.dumps({"type": "hello"}), "", "unauthorized", 1008),
+            (json.dumps({"type": "auth", "token": "nope"}), "", "unauthorized", 1008),
+            (json.dumps({"type": "auth", "token": token("gina", ttl_s=-60)}), "", "unauthorized", 1008),
+            (json.dumps({"type": "auth", "token": API_KEY}), "", "unauthorized", 1008),
+            (json.dumps({"type": "auth", "token": token("gina"), "cursor": "bad"}), "", "invalid_cursor", 4009),
+            (json.dumps({"type": "auth", "token": token("gina"), "cursor": Cursor(9, 1).encode()}), "", "cursor_reset", 4009),
+            (None, "?token=wrong", "unauthorized", 1008),
+        ]
+        for first_frame, query, code, close_code in cases:
+            error, closed_with = await refused(first_frame, query)
+            assert error["type"] == "error" and error["code"] == code and error["message"], (first_frame, error)
+            assert closed_with == close_code, (first_frame, closed_with)
+
+        # Still serving: a valid send reaches a device authenticated through the URL.
+        device = await Device.connect(service.ws_url + f"?token={token('gina')}", None)
+        answer = await send(url, ["gina"], "still here")
+        assert answer.status_code == 202
+        (entry,) = await device.wait_notifications(1)
+        assert entry["title"] == "still here"
+        await device.close()
+        assert service.alive()
+        assert "Traceback" not in service.output(), service.output()[-3000:]
