@@ -26,9 +26,9 @@ async def deliver_chunk(
     notification: StoredNotification,
     users: Sequence[str],
 ) -> int:
-    """Store one chunk's entries (one transaction), publish them, and mark the notification
-    ``delivered`` when every recipient has an entry. Safe to run again: returns the entries
-    stored or found for this chunk."""
+    """Store one chunk's entries (one transaction, which also marks the notification
+    ``delivered`` once every recipient has an entry), then publish them. Safe to run again:
+    returns the number of entries stored or found for this chunk."""
     delivered = await repository.fan_out(notification, users)
     hints = [
         Hint(
@@ -44,7 +44,6 @@ async def deliver_chunk(
     except BrokerUnavailable as exc:
         # The entries are committed; gateways find them on their next positioning pass.
         log.warning("publish of %s failed, devices will catch up: %s", notification.id, exc.detail)
-    await repository.mark_delivered_if_complete(notification.id)
     return len(delivered)
 
 

@@ -11,7 +11,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_S = 15.0
-"""How long a SQLite writer waits for the lock before failing (several seconds, as designed)."""
+"""How long a SQLite reader (or a migration) waits for a lock before failing."""
+SQLITE_LOCK_WAIT_S = 15.0
+"""How long a SQLite write transaction waits for the write lock (polled asynchronously)."""
+SQLITE_WRITER_BUSY_MS = 2
+"""The writer's own busy timeout: short, because the repository polls for the lock."""
 
 
 def _prepare_sqlite_dir(url: str) -> None:
@@ -35,6 +39,7 @@ def create_engine(url: str, *, immediate: bool) -> AsyncEngine:
     _prepare_sqlite_dir(url)
     engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+    busy_ms = SQLITE_WRITER_BUSY_MS if immediate else int(SQLITE_BUSY_TIMEOUT_S * 1000)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -43,7 +48,7 @@ def create_engine(url: str, *, immediate: bool) -> AsyncEngine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

@@ -8,6 +8,7 @@ Idempotency-Key leaves it as an existing notification or an
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from service.domain.cursor import Cursor
 from service.domain.models import Entry
 from service.errors import IdempotencyConflict, StoreUnavailable
-from service.store.engine import Database
+from service.store.engine import SQLITE_LOCK_WAIT_S, Database
 from service.store.tables import InboxCounter, InboxEntry, Notification
 
 FIRST_EPOCH = 1
@@ -174,8 +175,14 @@ class Repository:
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self._db.writer.begin() as connection:
-                yield connection
+            async with self._db.writer.connect() as connection:
+                await self._begin(connection)
+                try:
+                    yield connection
+                except BaseException:
+                    await connection.rollback()
+                    raise
+                await connection.commit()
         except IntegrityError:
             raise
         except _UNAVAILABLE as exc:
@@ -184,6 +191,29 @@ class Repository:
             if exc.connection_invalidated:
                 raise StoreUnavailable("database connection lost") from exc
             raise
+
+    async def _begin(self, connection: AsyncConnection) -> None:
+        """Begin a write transaction; on SQLite, wait for the write lock without blocking.
+
+        SQLite's own busy handler sleeps in growing steps (up to 100 ms) while another
+        process writes; polling here with short async sleeps keeps writers close behind
+        each other and the event loop free.
+        """
+        if self._db.dialect != "sqlite":
+            await connection.begin()
+            return
+        deadline = time.monotonic() + SQLITE_LOCK_WAIT_S
+        delay = 0.0005
+        while True:
+            try:
+                await connection.begin()
+                return
+            except OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                await connection.rollback()
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.004)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -289,30 +319,24 @@ class Repository:
                 ).scalar_one()
             )
 
-    async def mark_delivered_if_complete(self, notification_id: str) -> bool:
-        """Set ``delivered`` once every recipient has an entry; return whether it is delivered."""
-        async with self._write() as connection:
-            count = (
-                select(func.count())
-                .select_from(_entries)
-                .where(_entries.c.notification_id == notification_id)
-                .scalar_subquery()
+    @staticmethod
+    async def _mark_delivered_if_complete(connection: AsyncConnection, notification_id: str) -> None:
+        """Set ``delivered`` once every recipient has an entry."""
+        count = (
+            select(func.count())
+            .select_from(_entries)
+            .where(_entries.c.notification_id == notification_id)
+            .scalar_subquery()
+        )
+        await connection.execute(
+            update(_notifications)
+            .where(
+                _notifications.c.id == notification_id,
+                _notifications.c.status == "accepted",
+                _notifications.c.recipient_count <= count,
             )
-            result = await connection.execute(
-                update(_notifications)
-                .where(
-                    _notifications.c.id == notification_id,
-                    _notifications.c.status == "accepted",
-                    _notifications.c.recipient_count <= count,
-                )
-                .values(status="delivered", delivered_at=utcnow())
-            )
-            if result.rowcount:
-                return True
-            status = (
-                await connection.execute(select(_notifications.c.status).where(_notifications.c.id == notification_id))
-            ).scalar_one_or_none()
-        return status == "delivered"
+            .values(status="delivered", delivered_at=utcnow())
+        )
 
     async def mark_failed(self, notification_id: str, reason: str) -> None:
         """Give up on a notification that cannot be delivered."""
@@ -358,9 +382,11 @@ class Repository:
 
     async def _fan_out_once(self, notification: StoredNotification, users: list[str]) -> list[Delivered]:
         app_id = notification.app_id
-        async with self._write() as connection:
+        # Read outside the write transaction to keep SQLite's write lock short; an entry that
+        # another run commits after this read is caught by the unique constraint (and retried).
+        async with self._read() as reader:
             existing_rows = (
-                await connection.execute(
+                await reader.execute(
                     select(_entries.c.user_id, *_ENTRY_COLUMNS)
                     .join(_notifications, _notifications.c.id == _entries.c.notification_id)
                     .where(
@@ -370,10 +396,12 @@ class Repository:
                     )
                 )
             ).all()
-            done = {row.user_id for row in existing_rows}
-            todo = [user for user in users if user not in done]
-            delivered = [Delivered(row.user_id, row.epoch, _entry_from_row(row)) for row in existing_rows]
+        done = {row.user_id for row in existing_rows}
+        todo = [user for user in users if user not in done]
+        delivered = [Delivered(row.user_id, row.epoch, _entry_from_row(row)) for row in existing_rows]
+        async with self._write() as connection:
             if not todo:
+                await self._mark_delivered_if_complete(connection, notification.id)
                 return delivered
             upsert = self._insert(_counters).values(
                 [{"app_id": app_id, "user_id": user, "epoch": FIRST_EPOCH, "seq": 1} for user in todo]
@@ -401,6 +429,8 @@ class Repository:
                     for user in todo
                 ],
             )
+            # In the same transaction: the status can never say delivered while entries are missing.
+            await self._mark_delivered_if_complete(connection, notification.id)
         created = iso(now) or ""
         for user in todo:
             epoch, seq = allocated[user]

@@ -24,7 +24,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _main() -> None:
-    engine = create_engine(config.get_main_option("sqlalchemy.url") or "", immediate=True)
+    engine = create_engine(config.get_main_option("sqlalchemy.url") or "", immediate=False)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
         await connection.commit()
