@@ -1,0 +1,66 @@
+"""The repository against real databases (SQLite and PostgreSQL): gapless, commit-ordered seqs,
+exactly-once entries, idempotent accept."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+
+from service.errors import IdempotencyConflict
+from service.store.engine import Database
+from service.store.repository import NewNotification, Repository
+
+
+@pytest.fixture
+async def repository(database_url: str) -> AsyncIterator[Repository]:
+    database = Database.connect(database_url)
+    yield Repository(database)
+    await database.dispose()
+
+
+def new(users: list[str], key: str | None = None, title: str = "t") -> NewNotification:
+    return NewNotification("default", "test", title, None, {}, "normal", users, "producer", key, key and f"hash-{title}")
+
+
+async def test_concurrent_fan_outs_give_every_inbox_seqs_one_to_n(repository: Repository) -> None:
+    rng = random.Random(7)
+    users = [f"u{i}" for i in range(12)]
+    notifications = []
+    for i in range(40):
+        stored, _ = await repository.accept(new(rng.sample(users, rng.randint(1, 8)), title=str(i)))
+        notifications.append(stored)
+    # Each notification fanned out twice, concurrently, as racing or retried jobs would.
+    work = [repository.fan_out(n, n.recipients) for n in notifications for _ in range(2)]
+    rng.shuffle(work)
+    await asyncio.gather(*work)
+    for user in users:
+        page = await repository.page_after("default", user, None, 500)
+        expected = [n.id for n in notifications if user in n.recipients]
+        assert sorted(e.id for e in page.items) == sorted(expected)
+        assert [e.seq for e in page.items] == list(range(1, len(expected) + 1))
+        assert (await repository.head("default", user)).seq == len(expected), "a seq was burnt"
+    for n in notifications:
+        assert (await repository.get_notification(n.id)).status == "delivered"  # type: ignore[union-attr]
+
+
+async def test_a_rerun_burns_no_seq_and_returns_the_same_entries(repository: Repository) -> None:
+    stored, _ = await repository.accept(new(["a", "b"]))
+    first = await repository.fan_out(stored, ["a", "b"])
+    again = await repository.fan_out(stored, ["b", "a"])
+    assert sorted((d.user_id, d.entry.seq) for d in first) == sorted((d.user_id, d.entry.seq) for d in again)
+    other, _ = await repository.accept(new(["a"]))
+    (next_entry,) = await repository.fan_out(other, ["a"])
+    assert next_entry.entry.seq == 2
+
+
+async def test_idempotency_key_returns_the_first_notification_or_conflicts(repository: Repository) -> None:
+    results = await asyncio.gather(*(repository.accept(new(["a"], key="k1")) for _ in range(5)))
+    assert len({stored.id for stored, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    with pytest.raises(IdempotencyConflict):
+        await repository.accept(new(["a"], key="k1", title="different"))
+    other, created = await repository.accept(new(["a"], key="k2"))
+    assert created and other.id != results[0][0].id
