@@ -120,11 +120,13 @@ def cmd_worker(_: argparse.Namespace) -> int:
 
 def cmd_migrate(_: argparse.Namespace) -> int:
     """Apply the migrations to TIDINGS_DATABASE_URL."""
+    from sqlalchemy.engine import make_url
+
     from service.store.migrate import upgrade
 
     settings = Settings.from_env(os.environ)
     upgrade(settings.database_url)
-    print(f"migrated {settings.database_url}")
+    print(f"migrated {make_url(settings.database_url).render_as_string(hide_password=True)}")
     return 0
 
 

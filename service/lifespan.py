@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from arq.connections import ArqRedis
-from redis.asyncio import ConnectionPool
+from redis.asyncio import ConnectionPool, Redis
 
 from service.broker.redis import RedisPublisher, RedisSubscriptions
 from service.gateway.hub import Hub
@@ -43,7 +43,9 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         connection_pool=ConnectionPool.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5),
         default_queue_name=settings.queue_name,
     )
-    publisher = RedisPublisher(arq)
+    # Publish where the gateways subscribe: the pub/sub Redis may be a separate server.
+    pubsub_redis = Redis.from_url(settings.pubsub_redis_url) if settings.pubsub_redis_url else None
+    publisher = RedisPublisher(pubsub_redis or arq)
     hub: Hub | None = None
     subscriptions: RedisSubscriptions | None = None
     if settings.serves_gateway:
@@ -64,5 +66,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             await hub.stop()
         if subscriptions is not None:
             await subscriptions.stop()
+        if pubsub_redis is not None:
+            await pubsub_redis.aclose()
         await arq.aclose()
         await database.dispose()

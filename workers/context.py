@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from redis.asyncio import Redis
+
 from service.broker.redis import RedisPublisher
 from service.settings import Settings
 from service.store.engine import Database
@@ -25,11 +27,16 @@ async def startup(ctx: dict[str, Any]) -> None:
     database = Database.connect(settings.database_url)
     ctx["database"] = database
     ctx["repository"] = Repository(database)
-    ctx["publisher"] = RedisPublisher(ctx["redis"])
+    # Publish where the gateways subscribe: the pub/sub Redis may be a separate server.
+    if settings.pubsub_redis_url:
+        ctx["pubsub_redis"] = Redis.from_url(settings.pubsub_redis_url)
+    ctx["publisher"] = RedisPublisher(ctx.get("pubsub_redis") or ctx["redis"])
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    """Close the store."""
+    """Close the store and the pub/sub connection."""
+    if ctx.get("pubsub_redis") is not None:
+        await ctx["pubsub_redis"].aclose()
     database: Database | None = ctx.get("database")
     if database is not None:
         await database.dispose()

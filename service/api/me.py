@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from litestar.di import NamedDependency
-from litestar import get
+from litestar import Request, get
 from litestar.params import Parameter
 
 from service.api.schemas import EntryPage, UnreadCount
 from service.auth.tokens import Principal
 from service.domain import rules
 from service.domain.cursor import Cursor, InvalidCursorError
-from service.errors import CursorReset, InvalidCursor
+from service.errors import CursorReset, InvalidCursor, InvalidRequest
 from service.lifespan import Services
 
 _SECURITY = [{"userToken": []}]
@@ -38,12 +38,17 @@ def parse_cursor(text: str, field: str) -> Cursor:
     ),
 )
 async def list_notifications(
+    request: Request[Any, Any, Any],
     services: NamedDependency[Services],
     principal: NamedDependency[Principal],
     after: Annotated[str | None, Parameter(description="A cursor from an entry or a page.")] = None,
     limit: Annotated[int, Parameter(ge=1, le=rules.MAX_PAGE)] = rules.DEFAULT_PAGE,
 ) -> EntryPage:
     """A page of the caller's inbox."""
+    for planned in ("before", "wait"):
+        if planned in request.query_params:
+            # Not yet built: refuse rather than answer as if the parameter were absent.
+            raise InvalidRequest(f"{planned} is not supported yet", field=planned)
     repo = services.repository
     cursor = parse_cursor(after, "after") if after is not None else None
     if cursor is not None:

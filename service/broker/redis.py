@@ -108,10 +108,11 @@ class RedisSubscriptions:
         await asyncio.shield(future)
 
     async def unsubscribe(self, channel: str) -> None:
-        """Stop receiving ``channel``."""
+        """Stop receiving ``channel``; never waits for a connection that is down."""
         self._channels.discard(channel)
         self._acks.pop(channel, None)
-        await self._send("unsubscribe", channel)
+        if self._connected.is_set():  # else the reconnect simply does not resubscribe it
+            await self._send("unsubscribe", channel)
 
     async def _send(self, command: str, channel: str) -> None:
         await self._connected.wait()

@@ -125,3 +125,12 @@ async def test_bad_requests_get_clear_errors_and_the_service_keeps_serving(deplo
         await device.close()
         assert service.alive()
         assert "Traceback" not in service.output(), service.output()[-3000:]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_parameters_not_built_yet_are_refused_not_ignored(deployment: Deployment) -> None:
+    service = Service(deployment)
+    with running(service):
+        await service.wait_ready_async()
+        for name in ("before", "wait"):
+            assert_problem(await poll(service.url, token("gina"), **{name: "1"}), 400, "invalid_request", name)
