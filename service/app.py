@@ -69,4 +69,5 @@ def create_app(settings: Settings) -> Litestar:
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_bytes,
         debug=False,
+        logging_config=None,  # the entry point configures logging (with token redaction)
     )

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
-import re
 import secrets
 import signal
 import socket
@@ -29,24 +27,6 @@ from pathlib import Path
 from service.settings import ConfigError, Settings
 
 DEV_ENV_FILE = Path("var/dev.env")
-_TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']+")
-
-
-class RedactTokens(logging.Filter):
-    """Remove ``token=...`` query values from log lines (uvicorn's access log included)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record in place; never drops it."""
-        if record.args:
-            record.args = tuple(
-                _TOKEN_IN_TEXT.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
-                for arg in (record.args if isinstance(record.args, tuple) else (record.args,))
-            )
-        if isinstance(record.msg, str) and "token=" in record.msg:
-            record.msg = _TOKEN_IN_TEXT.sub(r"\1[redacted]", record.msg)
-        return True
-
-
 def load_dev_env(path: Path = DEV_ENV_FILE) -> dict[str, str]:
     """Read ``KEY=value`` lines of the dev credentials file (empty if missing)."""
     if not path.exists():
@@ -88,14 +68,12 @@ def cmd_serve(_: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.logs import configure as configure_logging
 
     settings = _settings(os.environ)
     settings.require_redis("tidings serve")
     settings.require_credentials()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s service %(levelname)s %(name)s: %(message)s")
-    redact = RedactTokens()
-    for name in ("uvicorn.access", "uvicorn.error", "tidings"):
-        logging.getLogger(name).addFilter(redact)
+    configure_logging(settings.log_level, "service")
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -151,17 +129,26 @@ def cmd_watch(args: argparse.Namespace) -> int:
     token = mint_user_token(settings.jwt_secret, args.user)
     url = args.url.rstrip("/").replace("http://", "ws://").replace("https://", "wss://") + "/v1/stream"
 
-    async def watch() -> None:
+    from websockets.exceptions import ConnectionClosed
+
+    async def watch() -> int:
         async with connect(url) as ws:
             await ws.send(json.dumps({"type": "auth", "token": token, **({"cursor": args.cursor} if args.cursor else {})}))
-            async for frame in ws:
-                print(frame, flush=True)
+            try:
+                async for frame in ws:
+                    print(frame, flush=True)
+            except ConnectionClosed:
+                pass
+            print(f"closed by the server: {ws.close_code} {ws.close_reason or ''}".rstrip(), file=sys.stderr)
+            return 0 if ws.close_code == 1000 else 1
 
     try:
-        asyncio.run(watch())
+        return asyncio.run(watch())
     except KeyboardInterrupt:
-        pass
-    return 0
+        return 0
+    except OSError as exc:
+        print(f"tidings watch: cannot connect to {url}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _die_with_parent() -> None:

@@ -13,6 +13,7 @@ from redis.asyncio import ConnectionPool, Redis
 
 from service.broker.redis import RedisPublisher, RedisSubscriptions
 from service.gateway.hub import Hub
+from service.metrics import Metrics
 from service.settings import Settings
 from service.store.engine import Database
 from service.store.repository import Repository
@@ -30,6 +31,7 @@ class Services:
     publisher: RedisPublisher
     hub: Hub | None
     subscriptions: RedisSubscriptions | None
+    metrics: Metrics
 
 
 @asynccontextmanager
@@ -60,7 +62,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await subscriptions.start()
         hub.start()
     try:
-        yield Services(settings, repository, arq, publisher, hub, subscriptions)
+        metrics = Metrics()
+        if hub is not None:
+            metrics.streams.set_function(lambda: hub.stream_count)
+        yield Services(settings, repository, arq, publisher, hub, subscriptions, metrics)
     finally:
         if hub is not None:
             await hub.stop()

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 
+from service.logs import configure as configure_logging
 from service.settings import ConfigError, Settings
 from workers.settings import create_worker
 
@@ -18,7 +19,9 @@ def main() -> int:
     except ConfigError as exc:
         print(f"tidings worker: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, "worker")
+    if settings.log_level != "debug":
+        logging.getLogger("arq.worker").setLevel(logging.WARNING)  # a line per job drowns the rest
     create_worker(settings).run()
     return 0
 

@@ -39,4 +39,10 @@ async def ready(services: NamedDependency[Services]) -> Response[dict[str, Any]]
     return Response(body, status_code=200 if healthy else 503, headers=None if healthy else {"Retry-After": "2"})
 
 
-route_handlers = [live, ready]
+@get("/metrics", tags=["ops"], summary="Prometheus metrics", media_type="text/plain; version=0.0.4")
+async def metrics(services: NamedDependency[Services]) -> bytes:
+    """Streams, closes by code, accepted and degraded notifications."""
+    return services.metrics.render()
+
+
+route_handlers = [live, ready, metrics]

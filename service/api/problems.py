@@ -102,6 +102,12 @@ def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Resp
     return problem(status, code, title, str(detail), headers=headers or None)
 
 
+def handle_recursion(_: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
+    """Only a body nested beyond what the JSON decoder can follow reaches this far."""
+    log.warning("request body nested too deeply: %s", exc)
+    return problem(400, ErrorCode.INVALID_REQUEST, "Invalid request", "JSON nests too deeply", field="data")
+
+
 def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """A bug: log it whole, answer 500 without internals."""
     log.exception("unhandled error", exc_info=exc)
@@ -112,5 +118,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     TidingsError: handle_tidings_error,
     ValidationException: handle_validation_error,
     HTTPException: handle_http_exception,
+    RecursionError: handle_recursion,
     Exception: handle_unexpected,
 }

@@ -15,7 +15,7 @@ from service.api.schemas import Accepted, NotificationIn, NotificationStatus
 from service.auth.api_keys import Producer
 from service.delivery import deliver_all
 from service.domain import rules
-from service.errors import BrokerUnavailable, NotFound
+from service.errors import BrokerUnavailable, InvalidRequest, NotFound
 from service.lifespan import Services
 from service.queue import enqueue_delivery
 from service.store.repository import NewNotification, iso
@@ -59,8 +59,10 @@ async def send_notification(
     ] = None,
 ) -> Response[Accepted]:
     """Accept a notification for delivery."""
+    if rules.json_depth(data.data) > rules.MAX_DATA_DEPTH:
+        raise InvalidRequest(f"data nests deeper than {rules.MAX_DATA_DEPTH} levels", field="data")
     settings = services.settings
-    stored, _created = await services.repository.accept(
+    stored, created = await services.repository.accept(
         NewNotification(
             app_id=producer.app_id,
             type=data.type,
@@ -74,6 +76,8 @@ async def send_notification(
             request_hash=_request_hash(data),
         )
     )
+    if created:
+        services.metrics.accepted.inc()
     background = None
     degraded = False
     if stored.status == "accepted":
@@ -82,6 +86,7 @@ async def send_notification(
         except BrokerUnavailable:
             # The row is durable; deliver it from here (the sweeper would, too, once Redis is back).
             degraded = True
+            services.metrics.degraded.inc()
             background = BackgroundTask(
                 deliver_all,
                 services.repository,

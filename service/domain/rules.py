@@ -14,3 +14,23 @@ MAX_PAGE = 500
 USER_ID_PATTERN = r"^[A-Za-z0-9._:@|+=-]+$"
 """User ids are opaque to Tidings but must be safe in channel names and logs."""
 TYPE_PATTERN = r"^[A-Za-z0-9._:/-]+$"
+MAX_DATA_DEPTH = 32
+"""Nesting levels allowed in ``data`` (objects and arrays); deeper is refused, not a crash."""
+
+
+def json_depth(value: object) -> int:
+    """How deeply objects and arrays nest in ``value`` (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: list[object] = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in children)
+    return deepest

@@ -39,12 +39,19 @@ class _AuthFrame(msgspec.Struct):
 _decode_frame = msgspec.json.Decoder(_AuthFrame).decode
 
 
+CLOSE_TIMEOUT_S = 2.0
+
+
 async def _close(socket: WebSocket[Any, Any, Any], closed: StreamClosed) -> None:
-    try:
+    async def send_close() -> None:
         if closed.error is not None:
             await socket.send_text(closed.error.decode())
         await socket.close(code=closed.code, reason=closed.reason[:120])
-    except (WebSocketDisconnect, RuntimeError, OSError):
+
+    try:
+        # Bounded: a socket that does not drain cannot take the close frame either.
+        await asyncio.wait_for(send_close(), CLOSE_TIMEOUT_S)
+    except (WebSocketDisconnect, RuntimeError, OSError, TimeoutError):
         pass
 
 
@@ -124,7 +131,10 @@ async def stream_handler(socket: WebSocket[Any, Any, Any], services: NamedDepend
         return
 
     async def send(frame: bytes) -> None:
-        await socket.send_text(frame.decode())
+        try:
+            await asyncio.wait_for(socket.send_text(frame.decode()), settings.send_timeout_s)
+        except TimeoutError:
+            raise StreamClosed(CloseCode.TOO_SLOW, "too slow: the socket is not draining") from None
 
     stream = Stream(
         principal,
@@ -150,6 +160,7 @@ async def stream_handler(socket: WebSocket[Any, Any, Any], services: NamedDepend
     finally:
         reader.cancel()
         await hub.leave(channel, stream)
+    services.metrics.streams_closed.labels(str(int(closed.code))).inc()
     await _close(socket, closed)
 
 

@@ -34,6 +34,13 @@ BAD_BODIES = [
     ({**VALID, "body": "x" * 10_001}, "body"),
 ]
 
+RAW_BAD_BODIES = [
+    # Nested past the decoder's recursion limit, and past our own depth limit.
+    b'{"recipients":{"users":["u1"]},"type":"t","title":"hi","data":{"x":' + b"[" * 1000 + b"]" * 1000 + b"}}",
+    b'{"recipients":{"users":["u1"]},"type":"t","title":"hi","data":' + b'{"a":' * 3000 + b"1" + b"}" * 3001,
+    b'{"recipients":{"users":["u1"]},"type":"t","title":"hi","data":{"x":' + b"[" * 40 + b"]" * 40 + b"}}",
+]
+
 
 def assert_problem(response: httpx.Response, status: int, code: str, field: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.text
@@ -60,6 +67,11 @@ async def test_bad_requests_get_clear_errors_and_the_service_keeps_serving(deplo
                     "/v1/notifications", content=raw, headers={**auth, "Content-Type": "application/json"}
                 )
                 assert_problem(response, 400, "invalid_request")
+            for raw in RAW_BAD_BODIES:
+                response = await client.post(
+                    "/v1/notifications", content=raw, headers={**auth, "Content-Type": "application/json"}
+                )
+                assert_problem(response, 400, "invalid_request", "data")
             huge = {**VALID, "data": {"blob": "x" * 400_000}}
             assert_problem(await client.post("/v1/notifications", json=huge, headers=auth), 413, "payload_too_large")
             long_key = {**auth, "Idempotency-Key": "k" * 300}

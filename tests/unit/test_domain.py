@@ -91,3 +91,31 @@ def test_user_tokens() -> None:
                 mint_user_token(secret, "bad user")):
         with pytest.raises(Unauthorized):
             verify_user_token(bad, secret, "default")
+
+
+def test_json_depth_counts_objects_and_arrays_without_recursing() -> None:
+    from service.domain.rules import json_depth
+
+    assert json_depth(1) == 0
+    assert json_depth({}) == 1
+    assert json_depth({"a": [1, {"b": []}]}) == 4
+    deep: object = 1
+    for _ in range(5000):
+        deep = [deep]
+    assert json_depth(deep) == 5000
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("GET /v1/stream?token=abc&cursor=x", "GET /v1/stream?token=[redacted]&cursor=x"),
+        ("/v1/stream?%74oken=eyJ.x.y HTTP/1.1", "/v1/stream?%74oken=[redacted] HTTP/1.1"),
+        ('"/v1/events?cursor=c&TOKEN=zz"', '"/v1/events?cursor=c&TOKEN=[redacted]"'),
+        ("/v1/events?access_token=q", "/v1/events?access_token=[redacted]"),
+        ("/v1/me/notifications?after=abc", "/v1/me/notifications?after=abc"),
+    ],
+)
+def test_tokens_are_redacted_however_they_are_spelled(line: str, expected: str) -> None:
+    from service.logs import redact
+
+    assert redact(line) == expected
