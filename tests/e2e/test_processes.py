@@ -1,0 +1,54 @@
+"""Process start-up rules, and the sweeper that re-drives notifications whose job was lost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from service.store.engine import Database
+from service.store.repository import NewNotification, Repository
+from tests.devices import Device, token, wait_delivered
+from tests.harness import ROOT, Deployment, Service, Worker, running
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("command", [["-m", "service", "serve"], ["-m", "workers"]])
+def test_serve_or_worker_without_a_redis_url_fails_saying_so(command: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    env.update({"PYTHONPATH": str(ROOT), "TIDINGS_JWT_SECRET": "s" * 40, "TIDINGS_API_KEY": "k"})
+    result = subprocess.run([sys.executable, *command], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "TIDINGS_REDIS_URL is not set" in result.stderr and "make run" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_invalid_setting_stops_the_service_naming_it() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    env.update({"PYTHONPATH": str(ROOT), "TIDINGS_PORT": "http"})
+    result = subprocess.run([sys.executable, "-m", "service", "serve"], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "TIDINGS_PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_the_sweeper_delivers_a_notification_whose_job_was_lost(deployment: Deployment) -> None:
+    database = Database.connect(deployment.database_url)
+    repository = Repository(database)
+    try:
+        # Stored as the API stores it, but never enqueued (as if Redis lost the job).
+        stored, _ = await repository.accept(
+            NewNotification("default", "test", "orphan", None, {}, "normal", ["mia"], "p", None, None)
+        )
+        service = Service(deployment)
+        worker = Worker(deployment, TIDINGS_SWEEP_AFTER_S="1")
+        with running(service, worker):
+            await service.wait_ready_async()
+            device = await Device.connect(service.ws_url, token("mia"))
+            await wait_delivered(service.url, stored.id, timeout=20)
+            (entry,) = await device.wait_notifications(1)
+            assert entry["id"] == stored.id
+            await device.close()
+    finally:
+        await database.dispose()
