@@ -73,5 +73,5 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             await subscriptions.stop()
         if pubsub_redis is not None:
             await pubsub_redis.aclose()
-        await arq.aclose()
+        await arq.aclose(close_connection_pool=True)
         await database.dispose()

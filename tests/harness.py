@@ -147,8 +147,9 @@ class Process:
         return self.process.poll() is None
 
     def output(self) -> str:
-        """Everything it printed so far."""
-        self.log.flush()
+        """Everything it printed so far (also after it stopped)."""
+        if not self.log.closed:
+            self.log.flush()
         return Path(self.log.name).read_text(errors="replace")
 
     def kill(self) -> None:
@@ -156,6 +157,7 @@ class Process:
         if self.alive():
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
+        self._close_log()
 
     def stop(self, timeout: float = 10) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout``; the exit code."""
@@ -166,7 +168,12 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        self._close_log()
         return self.process.returncode
+
+    def _close_log(self) -> None:
+        if not self.log.closed:
+            self.log.close()
 
 
 class Service(Process):

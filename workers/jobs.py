@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
 from arq import Retry
+from redis.exceptions import RedisError
 
 from service.delivery import chunks, deliver_chunk as deliver_chunk_of
-from service.errors import StoreUnavailable
+from service.errors import BrokerUnavailable, StoreUnavailable
 from service.queue import JobName, chunk_job_id, enqueue_delivery
 from service.settings import Settings
 from service.store.repository import Repository
@@ -33,6 +37,34 @@ def _retry(ctx: dict[str, Any], exc: StoreUnavailable) -> Retry:
 
 async def deliver_notification(ctx: dict[str, Any], notification_id: str) -> str:
     """Fan a notification out: inline for one chunk, else one chunk job per chunk."""
+    async with _failing_on_bugs(ctx, notification_id):
+        return await _deliver_notification(ctx, notification_id)
+
+
+async def deliver_chunk(ctx: dict[str, Any], notification_id: str, index: int) -> str:
+    """Store and publish chunk ``index`` of a notification's recipients."""
+    async with _failing_on_bugs(ctx, notification_id):
+        return await _deliver_chunk(ctx, notification_id, index)
+
+
+@asynccontextmanager
+async def _failing_on_bugs(ctx: dict[str, Any], notification_id: str) -> AsyncIterator[None]:
+    """A job that cannot succeed by retrying marks its notification ``failed`` with the reason."""
+    try:
+        yield
+    except (Retry, StoreUnavailable, BrokerUnavailable, RedisError, OSError, asyncio.CancelledError):
+        raise  # transient: retried, or re-driven by the sweeper while the row stays accepted
+    except Exception as exc:  # noqa: BLE001 - the job boundary: record why, then let arq log it
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        log.exception("delivery of %s failed: %s", notification_id, reason)
+        try:
+            await ctx["repository"].mark_failed(notification_id, reason)
+        except StoreUnavailable:
+            pass
+        raise
+
+
+async def _deliver_notification(ctx: dict[str, Any], notification_id: str) -> str:
     settings: Settings = ctx["settings"]
     repository: Repository = ctx["repository"]
     try:
@@ -56,8 +88,7 @@ async def deliver_notification(ctx: dict[str, Any], notification_id: str) -> str
     return f"{len(parts)} chunks"
 
 
-async def deliver_chunk(ctx: dict[str, Any], notification_id: str, index: int) -> str:
-    """Store and publish chunk ``index`` of a notification's recipients."""
+async def _deliver_chunk(ctx: dict[str, Any], notification_id: str, index: int) -> str:
     settings: Settings = ctx["settings"]
     repository: Repository = ctx["repository"]
     try:

@@ -7,12 +7,14 @@ from typing import Annotated
 
 import msgspec
 from litestar.di import NamedDependency
-from litestar import Response, get, post
+from litestar import Response, delete, get, post
 from litestar.background_tasks import BackgroundTask
-from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.params import FromPath, HeaderParameter, JSONBody, PathParameter
 
 from service.api.schemas import Accepted, NotificationIn, NotificationStatus
 from service.auth.api_keys import Producer
+from service.broker.base import Hint
+from service.domain.channels import inbox_channel
 from service.delivery import deliver_all
 from service.domain import rules
 from service.errors import BrokerUnavailable, InvalidRequest, NotFound
@@ -95,6 +97,11 @@ async def send_notification(
                 stored.id,
                 settings.fanout_chunk,
             )
+    if not created:
+        # A replay gets the first answer again; GET /v1/notifications/{id} tells where it is now.
+        return Response(
+            Accepted(id=stored.id, status="accepted"), status_code=202, headers={"Idempotent-Replayed": "true"}
+        )
     return Response(
         Accepted(id=stored.id, status=stored.status, degraded=degraded), status_code=202, background=background
     )
@@ -103,10 +110,10 @@ async def send_notification(
 @get("/v1/notifications/{notification_id:str}", security=_SECURITY, tags=["producer"], summary="Delivery status")
 async def get_notification(notification_id: FromPath[str], services: NamedDependency[Services], producer: NamedDependency[Producer]) -> NotificationStatus:
     """A notification's status and how many inbox entries it has."""
-    stored = await services.repository.get_notification(notification_id, producer.app_id)
-    if stored is None:
+    found = await services.repository.status_of(notification_id, producer.app_id)
+    if found is None:
         raise NotFound(f"no notification {notification_id}")
-    delivered = await services.repository.delivered_count(stored.id)
+    stored, delivered = found
     return NotificationStatus(
         id=stored.id,
         status=stored.status,  # type: ignore[arg-type]
@@ -117,4 +124,28 @@ async def get_notification(notification_id: FromPath[str], services: NamedDepend
     )
 
 
-route_handlers = [send_notification, get_notification]
+@delete(
+    "/v1/users/{user_id:str}",
+    status_code=204,
+    security=_SECURITY,
+    tags=["producer"],
+    summary="Erase a user's inbox",
+    description=(
+        "Deletes every entry of the user's inbox and starts a new epoch: old cursors get "
+        "410 `cursor_reset` (WebSocket close 4009), and the next entry is seq 1."
+    ),
+)
+async def erase_user(
+    user_id: Annotated[str, PathParameter(pattern=rules.USER_ID_PATTERN, max_length=rules.MAX_USER_ID_LENGTH)],
+    services: NamedDependency[Services], producer: NamedDependency[Producer]) -> None:
+    """Erase an inbox; connected devices of the user are told to restart from the head."""
+    settings = services.settings
+    head = await services.repository.erase_inbox(producer.app_id, user_id)
+    hint = Hint(inbox_channel(settings.channel_prefix, producer.app_id, user_id), head.epoch, 0, b"")
+    try:
+        await services.publisher.publish([hint])
+    except BrokerUnavailable:
+        pass  # connected streams notice the new epoch on their next positioning pass
+
+
+route_handlers = [send_notification, get_notification, erase_user]

@@ -16,9 +16,10 @@ def notification_frame(entry: Entry) -> bytes:
     return b'{"type":"notification","notification":' + _encoder.encode(entry) + b"}"
 
 
-def ready_frame(cursor: str, unread: int) -> bytes:
-    """``{"type":"ready","cursor","unread"}``: the device is live."""
-    return _encoder.encode({"type": "ready", "cursor": cursor, "unread": unread})
+def ready_frame(cursor: str, unread: int, truncated: bool = False) -> bytes:
+    """``{"type":"ready","cursor","unread","truncated"}``: the device is live; ``truncated``
+    says the replay skipped entries that retention or an erase had removed."""
+    return _encoder.encode({"type": "ready", "cursor": cursor, "unread": unread, "truncated": truncated})
 
 
 def error_frame(code: str, message: str) -> bytes:

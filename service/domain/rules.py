@@ -9,6 +9,8 @@ MAX_TYPE_LENGTH = 100
 MAX_TITLE_LENGTH = 1000
 MAX_BODY_LENGTH = 10_000
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+IDEMPOTENCY_WINDOW_S = 24 * 3600
+"""How long an Idempotency-Key is remembered per app and producer key."""
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 USER_ID_PATTERN = r"^[A-Za-z0-9._:@|+=-]+$"

@@ -79,6 +79,8 @@ class Stream:
         self._hinted = 0
         """Highest seq announced while not buffering (or behind the store head)."""
         self._epoch_changed = False
+        self.truncated = False
+        """Whether the replay found entries missing after the cursor (removed by retention)."""
         self._wake = asyncio.Event()
         self._closing: StreamClosed | None = None
 
@@ -155,7 +157,7 @@ class Stream:
         # No await between the last store read and this switch: no hint can slip between.
         self._buffering = True
         unread = await self._repo.unread_count(app_id, self.user_id)
-        await self._send(ready_frame(Cursor(self.epoch, self.last_sent).encode(), unread))
+        await self._send(ready_frame(Cursor(self.epoch, self.last_sent).encode(), unread, self.truncated))
 
     async def _catch_up(self) -> None:
         """Read from the store until ``last_sent`` reaches every seq hinted so far."""
@@ -169,6 +171,8 @@ class Stream:
                     # Hinted seqs beyond what is stored (e.g. retention removed them): skip ahead.
                     self.last_sent = max(self.last_sent, target)
                     break
+                if not self._buffering and entries[0].seq > self.last_sent + 1:
+                    self.truncated = True
                 for entry in entries:
                     await self._send(notification_frame(entry))
                     self.last_sent = entry.seq

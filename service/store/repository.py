@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.cursor import Cursor
 from service.domain.models import Entry
+from service.domain.rules import IDEMPOTENCY_WINDOW_S
 from service.errors import IdempotencyConflict, StoreUnavailable
 from service.store.engine import SQLITE_LOCK_WAIT_S, Database
 from service.store.tables import InboxCounter, InboxEntry, Notification
@@ -54,6 +55,10 @@ _ENTRY_COLUMNS = (
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -263,12 +268,21 @@ class Repository:
             "expires_at": None,
             "delivered_at": None,
         }
+        expired: StoredNotification | None = None
         if new.idempotency_key is not None:
             existing = await self._by_idempotency_key(new)
             if existing is not None:
-                return self._same_request(existing, new), False
+                if _aware(existing.created_at) > row["created_at"] - timedelta(seconds=IDEMPOTENCY_WINDOW_S):
+                    return self._same_request(existing, new), False
+                expired = existing  # remembered for 24 h only: this key now names a new notification
         try:
             async with self._write() as connection:
+                if expired is not None:
+                    await connection.execute(
+                        update(_notifications)
+                        .where(_notifications.c.id == expired.id)
+                        .values(idempotency_key=None)
+                    )
                 await connection.execute(_notifications.insert().values(**row))
         except IntegrityError:
             # Another request with the same key won the race: answer with its notification.
@@ -307,6 +321,22 @@ class Repository:
         async with self._read() as connection:
             row = (await connection.execute(query)).first()
         return StoredNotification.from_row(row) if row is not None else None
+
+    async def status_of(self, notification_id: str, app_id: str) -> tuple[StoredNotification, int] | None:
+        """A notification and its entry count, read in one statement so the two agree."""
+        count = (
+            select(func.count())
+            .select_from(_entries)
+            .where(_entries.c.notification_id == _notifications.c.id)
+            .scalar_subquery()
+            .label("entry_count")
+        )
+        query = select(_notifications, count).where(
+            _notifications.c.id == notification_id, _notifications.c.app_id == app_id
+        )
+        async with self._read() as connection:
+            row = (await connection.execute(query)).first()
+        return (StoredNotification.from_row(row), int(row.entry_count)) if row is not None else None
 
     async def delivered_count(self, notification_id: str) -> int:
         """How many inbox entries a notification has."""
@@ -455,6 +485,24 @@ class Repository:
                 )
             )
         return delivered
+
+    async def erase_inbox(self, app_id: str, user_id: str) -> Cursor:
+        """Delete every entry of an inbox and start a new epoch; return the new head.
+
+        Cursors of the old epoch are then recognised (``cursor_reset``); the next entry
+        is seq 1 of the new epoch.
+        """
+        async with self._write() as connection:
+            await connection.execute(
+                _entries.delete().where(_entries.c.app_id == app_id, _entries.c.user_id == user_id)
+            )
+            upsert = self._insert(_counters).values(app_id=app_id, user_id=user_id, epoch=FIRST_EPOCH + 1, seq=0)
+            upsert = upsert.on_conflict_do_update(
+                index_elements=[_counters.c.app_id, _counters.c.user_id],
+                set_={"epoch": _counters.c.epoch + 1, "seq": 0},
+            ).returning(_counters.c.epoch)
+            epoch = (await connection.execute(upsert)).scalar_one()
+        return Cursor(epoch, 0)
 
     # -- inbox reads -----------------------------------------------------------------
 

@@ -1,0 +1,72 @@
+"""Writing inbox state straight into the store, for tests that need a lot of it fast or need
+entries that were never published (a lost publish, as the gateway sees it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import update
+
+from service.store.engine import Database
+from service.store.repository import Delivered, NewNotification, Repository, new_notification_id
+from service.store.tables import InboxCounter, InboxEntry, Notification
+
+
+async def bulk_inbox(database_url: str, user: str, count: int, data: dict[str, Any]) -> None:
+    """Give ``user`` entries seq 1..count (one notification each), in a few big statements."""
+    database = Database.connect(database_url)
+    now = datetime.now(UTC)
+    try:
+        async with database.writer.begin() as connection:
+            for start in range(0, count, 2000):
+                ids = [new_notification_id() for _ in range(start, min(count, start + 2000))]
+                await connection.execute(
+                    Notification.__table__.insert(),
+                    [
+                        {"id": nid, "app_id": "default", "type": "seed", "title": f"seed {start + i + 1}", "body": None,
+                         "data": data, "priority": "normal", "status": "delivered", "reason": None,
+                         "recipients": [user], "recipient_count": 1, "producer": "seed", "idempotency_key": None,
+                         "request_hash": None, "created_at": now, "expires_at": None, "delivered_at": now}
+                        for i, nid in enumerate(ids)
+                    ],
+                )
+                await connection.execute(
+                    InboxEntry.__table__.insert(),
+                    [
+                        {"app_id": "default", "user_id": user, "seq": start + i + 1, "epoch": 1, "notification_id": nid,
+                         "created_at": now, "expires_at": None, "read_at": None, "archived_at": None}
+                        for i, nid in enumerate(ids)
+                    ],
+                )
+            await connection.execute(
+                InboxCounter.__table__.insert().values(app_id="default", user_id=user, epoch=1, seq=count)
+            )
+    finally:
+        await database.dispose()
+
+
+async def unpublished_entry(database_url: str, user: str, title: str) -> Delivered:
+    """Store one entry for ``user`` the way a worker does, but publish nothing."""
+    database = Database.connect(database_url)
+    try:
+        repository = Repository(database)
+        stored, _ = await repository.accept(
+            NewNotification("default", "test", title, None, {}, "normal", [user], "seed", None, None)
+        )
+        (delivered,) = await repository.fan_out(stored, [user])
+        return delivered
+    finally:
+        await database.dispose()
+
+
+async def corrupt_notification(database_url: str, notification_id: str) -> None:
+    """Make a stored notification impossible to deliver (a recipient that is not a user id)."""
+    database = Database.connect(database_url)
+    try:
+        async with database.writer.begin() as connection:
+            await connection.execute(
+                update(Notification.__table__).where(Notification.__table__.c.id == notification_id).values(recipients=[None])
+            )
+    finally:
+        await database.dispose()
