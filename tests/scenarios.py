@@ -117,6 +117,8 @@ async def _device(ws_urls: list[str], user: str, rng: random.Random, scale: Scal
                 frame = json.loads(raw)
                 if frame["type"] == "ready":
                     live.set()
+                    if cursor is None:
+                        cursor = frame["cursor"]  # resume from here, not from a later head
                 if frame["type"] != "notification":
                     continue
                 entry = frame["notification"]
