@@ -9,6 +9,7 @@ Idempotency-Key leaves it as an existing notification or an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -176,9 +177,20 @@ class Repository:
     def __init__(self, database: Database) -> None:
         self._db = database
         self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
+        # SQLite has one writer at a time anyway: queue this process's writers here, in order,
+        # rather than have each of them poll the file lock against the others.
+        self._sqlite_writer = asyncio.Lock() if database.dialect == "sqlite" else None
 
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:
+        async with contextlib.AsyncExitStack() as stack:
+            if self._sqlite_writer is not None:
+                await stack.enter_async_context(self._sqlite_writer)
+            async with self._transaction() as connection:
+                yield connection
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
         try:
             async with self._db.writer.connect() as connection:
                 await self._begin(connection)
