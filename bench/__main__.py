@@ -8,10 +8,10 @@ import platform
 import sys
 from importlib.metadata import version
 
-from bench import fanout, latency
+from bench import contract, fanout, latency
 from bench.common import Result
 
-BENCHMARKS = {module.NAME: module for module in (latency, fanout)}
+BENCHMARKS = {module.NAME: module for module in (latency, fanout, contract)}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in names:
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        results.append(BENCHMARKS[name].run(args))
+        try:
+            results.append(BENCHMARKS[name].run(args))
+        except Exception as exc:  # noqa: BLE001 - report it in the table and go on with the others
+            failed = Result(name, "did not complete")
+            failed.problems.append(f"{name}: {type(exc).__name__}: {exc}")
+            results.append(failed)
     print(table(results, _header(args)))
     return 1 if any(r.problems for r in results) else 0
 

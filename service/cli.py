@@ -85,6 +85,9 @@ def cmd_serve(_: argparse.Namespace) -> int:
         log_level=settings.log_level,
         log_config=None,
         timeout_graceful_shutdown=5,
+        # Longer than the usual load balancer idle timeout (60 s), so the balancer, not we,
+        # closes idle keep-alive connections, and never one it is about to reuse.
+        timeout_keep_alive=75,
         proxy_headers=False,
     )
     return 0

@@ -53,9 +53,10 @@ class Outcome:
 async def _producer(base_url: str, rng: random.Random, users: list[str], scale: Scale, outcome: Outcome,
                     client: httpx.AsyncClient, index: int) -> None:
     for i in range(scale.notifications_per_producer):
-        recipients = rng.sample(users, rng.randint(1, scale.max_recipients))
-        response = await client.post(
-            f"{base_url}/v1/notifications",
+        recipients = rng.sample(users, rng.randint(1, min(scale.max_recipients, len(users))))
+        # Retried on a dropped connection: safe, since the Idempotency-Key makes it one notification.
+        response = await _request(
+            client, "POST", f"{base_url}/v1/notifications",
             json={"recipients": {"users": recipients}, "type": "prop", "title": f"p{index}-{i}"},
             headers={"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": f"p{index}-{i}"},
         )
@@ -68,6 +69,23 @@ async def _producer(base_url: str, rng: random.Random, users: list[str], scale: 
         await asyncio.sleep(rng.uniform(0, 0.03))
 
 
+async def _get(client: httpx.AsyncClient, url: str, **kwargs: Any) -> httpx.Response:
+    """A GET retried on a dropped connection."""
+    return await _request(client, "GET", url, **kwargs)
+
+
+async def _request(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """A request retried on a dropped connection (e.g. a keep-alive connection the server just closed)."""
+    for attempt in range(5):
+        try:
+            return await client.request(method, url, **kwargs)
+        except httpx.TransportError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 async def _poller(base_url: str, user: str, rng: random.Random, client: httpx.AsyncClient, stop: asyncio.Event,
                   seen: list[dict[str, Any]]) -> None:
     """Advance a cursor until told to stop, then drain what is left."""
@@ -78,7 +96,7 @@ async def _poller(base_url: str, user: str, rng: random.Random, client: httpx.As
         params: dict[str, Any] = {"limit": rng.randint(1, 10)}
         if cursor is not None:
             params["after"] = cursor
-        page = (await client.get(f"{base_url}/v1/me/notifications", params=params, headers=headers)).json()
+        page = (await _get(client, f"{base_url}/v1/me/notifications", params=params, headers=headers)).json()
         seen.extend(page["items"])
         cursor = page["next_cursor"]
         if stopping and not page["has_more"]:
@@ -136,8 +154,8 @@ async def _inbox(base_url: str, user: str, client: httpx.AsyncClient) -> list[di
     cursor = None
     while True:
         params: dict[str, Any] = {"limit": 500, **({"after": cursor} if cursor else {})}
-        page = (await client.get(f"{base_url}/v1/me/notifications", params=params,
-                                 headers={"Authorization": f"Bearer {token(user)}"})).json()
+        page = (await _get(client, f"{base_url}/v1/me/notifications", params=params,
+                           headers={"Authorization": f"Bearer {token(user)}"})).json()
         items.extend(page["items"])
         cursor = page["next_cursor"]
         if not page["has_more"]:

@@ -15,7 +15,7 @@ from tests import scenarios
 from tests.harness import Deployment, Service, Worker, running
 
 pytestmark = pytest.mark.e2e
-SCALE = scenarios.Scale(producers=3, notifications_per_producer=40, users=12, max_recipients=5, reconnects_per_device=3)
+SCALE = scenarios.Scale(producers=4, notifications_per_producer=60, users=16, max_recipients=5, reconnects_per_device=4)
 
 
 async def test_gapless_exactly_once_in_order_under_concurrency(deployment: Deployment) -> None:

@@ -270,3 +270,41 @@ async def wait_for(predicate: object, timeout: float) -> None:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(loop(), timeout)
+
+
+async def test_a_worker_killed_during_a_5000_recipient_fan_out_burns_no_seq(deployment: Deployment) -> None:
+    # 5,000 recipients in all: five notifications of 1,000 (the per-notification limit), in flight together.
+    groups = [[f"f{g}-{i:04d}" for i in range(1000)] for g in range(5)]
+    env = {"TIDINGS_FANOUT_CHUNK": "100", "TIDINGS_JOB_TIMEOUT_S": "2"}
+    service, first = Service(deployment), Worker(deployment, **env)
+    database = Database.connect(deployment.database_url)
+    repository = Repository(database)
+    try:
+        with running(service, first):
+            await service.wait_ready_async()
+            ids = [(await send(service.url, users, f"group {g}")).json()["id"] for g, users in enumerate(groups)]
+            deadline = time.monotonic() + 30
+            while sum([await repository.delivered_count(i) for i in ids]) < 300:
+                assert time.monotonic() < deadline, "fan-out never got going"
+                await asyncio.sleep(0.01)
+            first.kill()
+            killed_at = time.monotonic()
+            stored_at_kill = sum([await repository.delivered_count(i) for i in ids])
+            assert stored_at_kill < 5000, "everything was stored before the kill; the test proves nothing"
+            with running(Worker(deployment, **env), Worker(deployment, **env)):
+                for notification_id in ids:
+                    await wait_delivered(service.url, notification_id, timeout=60)
+                recovery = time.monotonic() - killed_at
+        print(f"\nworker SIGKILL at {stored_at_kill}/5000 entries; all 5000 stored {recovery:.1f}s after the kill")
+        assert recovery < 30
+        heads = {}
+        for users in groups:
+            heads.update(await repository.heads("default", users))
+        assert len(heads) == 5000 and {head.seq for head in heads.values()} == {1}, "a seq was burnt"
+        for g, users in enumerate(groups):
+            for user in users[::50]:
+                page = await repository.page_after("default", user, None, 10)
+                assert [(e.seq, e.id) for e in page.items] == [(1, ids[g])]
+        assert sum([await repository.delivered_count(i) for i in ids]) == 5000
+    finally:
+        await database.dispose()
