@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml clients/python/pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench openapi openapi-check clean
+.PHONY: run test bench openapi openapi-check lint clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ openapi: $(STAMP)  ## regenerate openapi/openapi.json from the app
 
 openapi-check: $(STAMP)
 	$(PY) -m service.openapi check
+
+lint: $(STAMP)  ## ruff over the service, workers, tests and benchmarks
+	$(PY) -m pip install -q ruff
+	$(PY) -m ruff check service workers tests bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

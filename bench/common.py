@@ -23,7 +23,16 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from service.auth.tokens import mint_user_token
-from tests.harness import API_KEY, JWT_SECRET, Deployment, Process, RedisServer, Service, Worker, free_port
+from tests.harness import (
+    API_KEY,
+    JWT_SECRET,
+    Deployment,
+    Process,
+    RedisServer,
+    Service,
+    Worker,
+    free_port,
+)
 
 PRODUCER_HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 CONNECT_CONCURRENCY = 50

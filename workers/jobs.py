@@ -12,7 +12,8 @@ from typing import Any
 from arq import Retry
 from redis.exceptions import RedisError
 
-from service.delivery import chunks, deliver_chunk as deliver_chunk_of
+from service.delivery import chunks
+from service.delivery import deliver_chunk as deliver_chunk_of
 from service.errors import BrokerUnavailable, StoreUnavailable
 from service.queue import JobName, chunk_job_id, enqueue_delivery
 from service.settings import Settings

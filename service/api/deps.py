@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.di import NamedDependency
 from litestar import Request
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from service.auth.api_keys import Producer, bearer, verify_api_key
 from service.auth.tokens import Principal, verify_user_token

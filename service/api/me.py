@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar.di import NamedDependency
 from litestar import Request, get
+from litestar.di import NamedDependency
 from litestar.params import Parameter
 
 from service.api.schemas import EntryPage, UnreadCount

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.di import NamedDependency
 from litestar import Response, get
+from litestar.di import NamedDependency
 from redis.exceptions import RedisError
 
 from service.errors import StoreUnavailable

@@ -6,17 +6,17 @@ import hashlib
 from typing import Annotated
 
 import msgspec
-from litestar.di import NamedDependency
 from litestar import Response, delete, get, post
 from litestar.background_tasks import BackgroundTask
+from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, PathParameter
 
 from service.api.schemas import Accepted, NotificationIn, NotificationStatus
 from service.auth.api_keys import Producer
 from service.broker.base import Hint
-from service.domain.channels import inbox_channel
 from service.delivery import deliver_all
 from service.domain import rules
+from service.domain.channels import inbox_channel
 from service.errors import BrokerUnavailable, InvalidRequest, NotFound
 from service.lifespan import Services
 from service.queue import enqueue_delivery

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from service.aio import cancel_and_wait
 from service.broker.base import Hint, MessageHandler, ResetHandler, decode_message
 from service.errors import BrokerUnavailable
 
@@ -66,12 +67,7 @@ class RedisSubscriptions:
 
     async def stop(self) -> None:
         """Stop reading and close the connection."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         await self._close()
 
     @property

@@ -15,6 +15,7 @@ import random
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
+from service.aio import cancel_and_wait
 from service.errors import TidingsError
 
 if TYPE_CHECKING:
@@ -105,9 +106,4 @@ class Hub:
 
     async def stop(self) -> None:
         """Stop the positioning loop."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)

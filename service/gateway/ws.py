@@ -12,8 +12,8 @@ import logging
 from typing import Any
 
 import msgspec
-from litestar.di import NamedDependency
 from litestar import WebSocket, websocket
+from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
 from service.auth.tokens import Principal, verify_user_token

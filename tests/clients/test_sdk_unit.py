@@ -19,11 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
+import tidings_client
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from websockets.asyncio.server import ServerConnection, serve
-
-import tidings_client
 from tidings_client import (
     APIError,
     AsyncTidingsClient,
@@ -35,8 +33,8 @@ from tidings_client import (
     ConnectionState,
     CursorResetError,
     ForbiddenError,
-    Notification,
     NotFoundError,
+    Notification,
     PayloadTooLargeError,
     ProtocolError,
     RateLimitedError,
@@ -48,6 +46,7 @@ from tidings_client import (
     UserClient,
 )
 from tidings_client._stream import stream_url
+from websockets.asyncio.server import ServerConnection, serve
 
 pytestmark = pytest.mark.timeout(15)
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
-import json
 
 from tests.devices import Device, poll, send, token
 from tests.harness import Deployment, RedisServer, Service, Worker, free_port, running
