@@ -197,7 +197,7 @@ class Service(Process):
         """Its stream URL."""
         return f"ws://127.0.0.1:{self.port}/v1/stream"
 
-    def wait_ready(self, timeout: float = 20) -> Service:
+    def wait_ready(self, timeout: float = 60) -> Service:
         """Wait until ``/health/ready`` answers 200."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -211,7 +211,7 @@ class Service(Process):
             time.sleep(0.05)
         raise TimeoutError(f"{self.name} not ready:\n{self.output()}")
 
-    async def wait_ready_async(self, timeout: float = 20) -> Service:
+    async def wait_ready_async(self, timeout: float = 60) -> Service:
         """:meth:`wait_ready` without blocking the event loop."""
         await asyncio.to_thread(self.wait_ready, timeout)
         return self
