@@ -53,8 +53,10 @@ async def list_notifications(
     cursor = parse_cursor(after, "after") if after is not None else None
     if cursor is not None:
         head = await repo.head(principal.app_id, principal.user_id)
-        if cursor.epoch != head.epoch or cursor.seq > head.seq:
+        if cursor.epoch != head.epoch:
             raise CursorReset("the inbox was reset since this cursor was issued; restart without a cursor")
+        if cursor.seq > head.seq:
+            raise CursorReset("the cursor is ahead of this inbox (another deployment's?); restart without a cursor")
     page = await repo.page_after(principal.app_id, principal.user_id, cursor, limit)
     return EntryPage(
         items=page.items, next_cursor=page.next_cursor.encode(), has_more=page.has_more, truncated=page.truncated

@@ -125,6 +125,7 @@ async def stream_handler(socket: WebSocket[Any, Any, Any], services: NamedDepend
     try:
         principal, cursor = await _authenticate(socket, services)
     except StreamClosed as closed:
+        services.metrics.streams_closed.labels(str(int(closed.code))).inc()
         await _close(socket, closed)
         return
     except WebSocketDisconnect:

@@ -128,6 +128,12 @@ async def test_bad_requests_get_clear_errors_and_the_service_keeps_serving(deplo
             assert error["type"] == "error" and error["code"] == code and error["message"], (first_frame, error)
             assert closed_with == close_code, (first_frame, closed_with)
 
+        # Every refusal is counted, by close code.
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{url}/metrics")).text
+        assert 'tidings_streams_closed_total{code="1008"} 7.0' in metrics, metrics
+        assert 'tidings_streams_closed_total{code="4009"} 2.0' in metrics, metrics
+
         # Still serving: a valid send reaches a device authenticated through the URL.
         device = await Device.connect(service.ws_url + f"?token={token('gina')}", None)
         answer = await send(url, ["gina"], "still here")

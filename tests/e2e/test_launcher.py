@@ -29,10 +29,14 @@ def _port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def readme_send_example() -> str:
+def readme_block(marker: str, language: str) -> str:
     text = (ROOT / "README.md").read_text()
-    block = text.split("<!-- send-example -->", 1)[1].split("<!-- /send-example -->", 1)[0]
-    return block.split("```bash", 1)[1].split("```", 1)[0]
+    block = text.split(f"<!-- {marker} -->", 1)[1].split(f"<!-- /{marker} -->", 1)[0]
+    return block.split(f"```{language}", 1)[1].split("```", 1)[0]
+
+
+def readme_send_example() -> str:
+    return readme_block("send-example", "bash")
 
 
 async def test_launcher_prints_a_curl_that_delivers_and_stops_everything(tmp_path: Path) -> None:
@@ -68,6 +72,15 @@ async def test_launcher_prints_a_curl_that_delivers_and_stops_everything(tmp_pat
         assert entries[0]["title"] == "Hello, Alice"
         page = (await poll(f"http://127.0.0.1:{port}", user_token)).json()
         assert [e["id"] for e in page["items"]] == ids
+        # The README's SDK example, as a user would run it (our interpreter for .venv/bin/python).
+        example = readme_block("sdk-example", "python").replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        example = example.replace('".venv/bin/python"', repr(sys.executable))
+        result = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "3 New comment", result.stdout
+        entries = await device.wait_notifications(3)
+        assert entries[-1]["title"] == "New comment" and entries[-1]["data"] == {"post": 7}
         await device.close()
         assert (tmp_path / "var" / "dev.env").exists()
     finally:
