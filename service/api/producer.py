@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Annotated
 
 import msgspec
@@ -56,6 +57,7 @@ async def send_notification(
             required=False,
             min_length=1,
             max_length=rules.MAX_IDEMPOTENCY_KEY_LENGTH,
+            pattern=rules.HEADER_TOKEN_PATTERN,
             description="Makes retries safe: one notification per key.",
         ),
     ] = None,
@@ -110,7 +112,9 @@ async def send_notification(
 @get("/v1/notifications/{notification_id:str}", security=_SECURITY, tags=["producer"], summary="Delivery status")
 async def get_notification(notification_id: FromPath[str], services: NamedDependency[Services], producer: NamedDependency[Producer]) -> NotificationStatus:
     """A notification's status and how many inbox entries it has."""
-    found = await services.repository.status_of(notification_id, producer.app_id)
+    found = None
+    if re.fullmatch(rules.NOTIFICATION_ID_PATTERN, notification_id):  # anything else cannot exist
+        found = await services.repository.status_of(notification_id, producer.app_id)
     if found is None:
         raise NotFound(f"no notification {notification_id}")
     stored, delivered = found

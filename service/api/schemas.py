@@ -42,8 +42,10 @@ class NotificationIn(msgspec.Struct, forbid_unknown_fields=True):
             examples=["comment.created"],
         ),
     ]
-    title: Annotated[str, Meta(min_length=1, max_length=rules.MAX_TITLE_LENGTH, examples=["New comment"])]
-    body: Annotated[str, Meta(max_length=rules.MAX_BODY_LENGTH)] | None = None
+    title: Annotated[
+        str, Meta(min_length=1, max_length=rules.MAX_TITLE_LENGTH, pattern=rules.TEXT_PATTERN, examples=["New comment"])
+    ]
+    body: Annotated[str, Meta(max_length=rules.MAX_BODY_LENGTH, pattern=rules.TEXT_PATTERN)] | None = None
     data: Annotated[dict[str, Any], Meta(description="Any JSON object, delivered as is.")] = msgspec.field(
         default_factory=dict
     )

@@ -16,6 +16,11 @@ MAX_PAGE = 500
 USER_ID_PATTERN = r"^[A-Za-z0-9._:@|+=-]+$"
 """User ids are opaque to Tidings but must be safe in channel names and logs."""
 TYPE_PATTERN = r"^[A-Za-z0-9._:/-]+$"
+TEXT_PATTERN = r"^[^\x00]*$"
+"""Free text may hold anything but NUL, which PostgreSQL text cannot store."""
+HEADER_TOKEN_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+"""Header values we store (Idempotency-Key): no control characters."""
+NOTIFICATION_ID_PATTERN = r"^[0-9a-f]{32}$"
 MAX_DATA_DEPTH = 32
 """Nesting levels allowed in ``data`` (objects and arrays); deeper is refused, not a crash."""
 

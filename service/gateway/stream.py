@@ -165,7 +165,7 @@ class Stream:
             target = self._hinted
             while self.last_sent < target:
                 entries = await self._repo.entries_after(
-                    self.principal.app_id, self.user_id, self.last_sent, self._page, up_to=target
+                    self.principal.app_id, self.user_id, self.epoch, self.last_sent, self._page, up_to=target
                 )
                 if not entries:
                     # Hinted seqs beyond what is stored (e.g. retention removed them): skip ahead.

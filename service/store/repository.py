@@ -28,7 +28,7 @@ from service.domain.models import Entry
 from service.domain.rules import IDEMPOTENCY_WINDOW_S
 from service.errors import IdempotencyConflict, StoreUnavailable
 from service.store.engine import SQLITE_LOCK_WAIT_S, Database
-from service.store.tables import InboxCounter, InboxEntry, Notification
+from service.store.tables import ErasedEntry, InboxCounter, InboxEntry, Notification
 
 FIRST_EPOCH = 1
 """Epoch of an inbox that has never been erased."""
@@ -36,6 +36,7 @@ FIRST_EPOCH = 1
 _notifications = Notification.__table__
 _entries = InboxEntry.__table__
 _counters = InboxCounter.__table__
+_erased = ErasedEntry.__table__
 
 _ENTRY_COLUMNS = (
     _entries.c.seq,
@@ -169,6 +170,12 @@ def _entry_from_row(row: Any) -> Entry:
 
 
 _UNAVAILABLE = (OperationalError, InterfaceError, OSError, ConnectionError, TimeoutError)
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
+"""Serialization failure and deadlock: the transaction can simply run again."""
+
+
+def _transient(exc: DBAPIError) -> bool:
+    return exc.connection_invalidated or getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
 
 
 class Repository:
@@ -205,8 +212,8 @@ class Repository:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
         except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise StoreUnavailable("database connection lost") from exc
+            if _transient(exc):
+                raise StoreUnavailable(f"database busy or connection lost: {type(exc.orig).__name__}") from exc
             raise
 
     async def _begin(self, connection: AsyncConnection) -> None:
@@ -240,8 +247,8 @@ class Repository:
         except _UNAVAILABLE as exc:
             raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
         except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise StoreUnavailable("database connection lost") from exc
+            if _transient(exc):
+                raise StoreUnavailable(f"database busy or connection lost: {type(exc.orig).__name__}") from exc
             raise
 
     async def ping(self) -> None:
@@ -363,11 +370,16 @@ class Repository:
 
     @staticmethod
     async def _mark_delivered_if_complete(connection: AsyncConnection, notification_id: str) -> None:
-        """Set ``delivered`` once every recipient has an entry."""
+        """Set ``delivered`` once every recipient has an entry (or had one, erased since)."""
         count = (
             select(func.count())
             .select_from(_entries)
             .where(_entries.c.notification_id == notification_id)
+            .scalar_subquery()
+        ) + (
+            select(func.count())
+            .select_from(_erased)
+            .where(_erased.c.notification_id == notification_id)
             .scalar_subquery()
         )
         await connection.execute(
@@ -438,7 +450,16 @@ class Repository:
                     )
                 )
             ).all()
-        done = {row.user_id for row in existing_rows}
+            erased = (
+                await reader.execute(
+                    select(_erased.c.user_id).where(
+                        _erased.c.notification_id == notification.id,
+                        _erased.c.app_id == app_id,
+                        _erased.c.user_id.in_(users),
+                    )
+                )
+            ).scalars().all()
+        done = {row.user_id for row in existing_rows} | set(erased)
         todo = [user for user in users if user not in done]
         delivered = [Delivered(row.user_id, row.epoch, _entry_from_row(row)) for row in existing_rows]
         async with self._write() as connection:
@@ -502,18 +523,34 @@ class Repository:
         """Delete every entry of an inbox and start a new epoch; return the new head.
 
         Cursors of the old epoch are then recognised (``cursor_reset``); the next entry
-        is seq 1 of the new epoch.
+        is seq 1 of the new epoch. The counter row is moved first: that takes its lock,
+        so an in-flight fan-out to this user (which holds it) commits before the delete
+        runs and its entry is deleted too, and both take their locks in the same order.
         """
         async with self._write() as connection:
-            await connection.execute(
-                _entries.delete().where(_entries.c.app_id == app_id, _entries.c.user_id == user_id)
-            )
             upsert = self._insert(_counters).values(app_id=app_id, user_id=user_id, epoch=FIRST_EPOCH + 1, seq=0)
             upsert = upsert.on_conflict_do_update(
                 index_elements=[_counters.c.app_id, _counters.c.user_id],
                 set_={"epoch": _counters.c.epoch + 1, "seq": 0},
             ).returning(_counters.c.epoch)
             epoch = (await connection.execute(upsert)).scalar_one()
+            in_flight = (
+                select(_entries.c.notification_id, _entries.c.app_id, _entries.c.user_id)
+                .join(_notifications, _notifications.c.id == _entries.c.notification_id)
+                .where(
+                    _entries.c.app_id == app_id,
+                    _entries.c.user_id == user_id,
+                    _notifications.c.status == "accepted",
+                )
+            )
+            await connection.execute(
+                self._insert(_erased)
+                .from_select(["notification_id", "app_id", "user_id"], in_flight)
+                .on_conflict_do_nothing()
+            )
+            await connection.execute(
+                _entries.delete().where(_entries.c.app_id == app_id, _entries.c.user_id == user_id)
+            )
         return Cursor(epoch, 0)
 
     # -- inbox reads -----------------------------------------------------------------
@@ -575,12 +612,13 @@ class Repository:
         return (await self.head(app_id, user_id)).epoch
 
     async def entries_after(
-        self, app_id: str, user_id: str, after_seq: int, limit: int, *, up_to: int | None = None
+        self, app_id: str, user_id: str, epoch: int, after_seq: int, limit: int, *, up_to: int | None = None
     ) -> list[Entry]:
-        """Up to ``limit`` entries with ``after_seq < seq [<= up_to]``, in seq order."""
+        """Up to ``limit`` entries of ``epoch`` with ``after_seq < seq [<= up_to]``, in seq order."""
         conditions = [
             _entries.c.app_id == app_id,
             _entries.c.user_id == user_id,
+            _entries.c.epoch == epoch,
             _entries.c.seq > after_seq,
         ]
         if up_to is not None:
@@ -603,6 +641,7 @@ class Repository:
         after_seq = after.seq if after is not None else 0
         async with self._read() as connection:
             head = await self._head(connection, app_id, user_id)
+            epoch = after.epoch if after is not None else head.epoch
             rows = (
                 await connection.execute(
                     select(*_ENTRY_COLUMNS)
@@ -610,6 +649,9 @@ class Repository:
                     .where(
                         _entries.c.app_id == app_id,
                         _entries.c.user_id == user_id,
+                        # Only the cursor's epoch: an erase between the caller's epoch check and
+                        # this read must not hand an old cursor entries of the new inbox.
+                        _entries.c.epoch == epoch,
                         _entries.c.seq > after_seq,
                     )
                     .order_by(_entries.c.seq)
@@ -621,7 +663,7 @@ class Repository:
         items = [_entry_from_row(row) for row in rows[:limit]]
         has_more = len(rows) > limit
         if items:
-            next_cursor = Cursor(head.epoch, items[-1].seq)
+            next_cursor = Cursor(epoch, items[-1].seq)
         else:
             next_cursor = after if after is not None else head
         return Page(items=items, next_cursor=next_cursor, has_more=has_more, truncated=truncated)

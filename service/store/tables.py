@@ -73,3 +73,17 @@ class InboxCounter(Base):
     user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     epoch: Mapped[int] = mapped_column(Integer)
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+
+
+class ErasedEntry(Base):
+    """An entry of a not-yet-delivered notification that an inbox erase removed.
+
+    It counts as delivered, and a re-run of the fan-out skips it instead of putting the
+    erased notification back into the new inbox. Only in-flight notifications get one.
+    """
+
+    __tablename__ = "erased_entries"
+
+    notification_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)

@@ -32,6 +32,8 @@ BAD_BODIES = [
     ({**VALID, "recipients": {"users": [7]}}, "recipients.users[0]"),
     ({**VALID, "unexpected": 1}, "unexpected"),
     ({**VALID, "body": "x" * 10_001}, "body"),
+    ({**VALID, "title": "nul\u0000inside"}, "title"),
+    ({**VALID, "body": "nul\u0000inside"}, "body"),
 ]
 
 RAW_BAD_BODIES = [
@@ -99,6 +101,10 @@ async def test_bad_requests_get_clear_errors_and_the_service_keeps_serving(deplo
             assert_problem(await poll(url, gina, after=Cursor(1, 99).encode()), 410, "cursor_reset")
 
             assert_problem(await client.get("/v1/notifications/does-not-exist", headers=auth), 404, "not_found")
+            assert_problem(await client.get("/v1/notifications/ab%00cd", headers=auth), 404, "not_found")
+            assert_problem(await client.get("/v1/notifications/" + "a" * 5000, headers=auth), 404, "not_found")
+            control = {**auth, "Idempotency-Key": "tab\there"}
+            assert_problem(await client.post("/v1/notifications", json=VALID, headers=control), 400, "invalid_request")
             assert_problem(await client.get("/v1/nowhere"), 404, "not_found")
             assert_problem(await client.put("/v1/notifications", json=VALID, headers=auth), 405, "method_not_allowed")
 

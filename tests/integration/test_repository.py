@@ -64,3 +64,18 @@ async def test_idempotency_key_returns_the_first_notification_or_conflicts(repos
         await repository.accept(new(["a"], key="k1", title="different"))
     other, created = await repository.accept(new(["a"], key="k2"))
     assert created and other.id != results[0][0].id
+
+
+async def test_an_erase_during_a_multi_chunk_fan_out_neither_stalls_it_nor_undoes_itself(
+    repository: Repository,
+) -> None:
+    stored, _ = await repository.accept(new(["a", "b"]))
+    await repository.fan_out(stored, ["a"])  # the first chunk
+    await repository.erase_inbox("default", "a")
+    assert (await repository.get_notification(stored.id)).status == "accepted"  # type: ignore[union-attr]
+    # The second chunk, and a re-run of the whole fan-out (the sweeper's), after the erase:
+    await repository.fan_out(stored, ["b"])
+    rerun = await repository.fan_out(stored, ["a", "b"])
+    assert [d.user_id for d in rerun] == ["b"], "the erased entry came back"
+    assert (await repository.page_after("default", "a", None, 10)).items == []
+    assert (await repository.get_notification(stored.id)).status == "delivered"  # type: ignore[union-attr]
