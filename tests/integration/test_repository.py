@@ -79,3 +79,13 @@ async def test_an_erase_during_a_multi_chunk_fan_out_neither_stalls_it_nor_undoe
     assert [d.user_id for d in rerun] == ["b"], "the erased entry came back"
     assert (await repository.page_after("default", "a", None, 10)).items == []
     assert (await repository.get_notification(stored.id)).status == "delivered"  # type: ignore[union-attr]
+
+
+async def test_the_last_chunks_committing_together_still_mark_it_delivered(repository: Repository) -> None:
+    for round_ in range(30):
+        users = [f"c{round_}-{i}" for i in range(4)]
+        stored, _ = await repository.accept(new(users, title=f"round {round_}"))
+        # Two chunk jobs finishing at the same moment, as two workers would.
+        await asyncio.gather(repository.fan_out(stored, users[:2]), repository.fan_out(stored, users[2:]))
+        status = (await repository.get_notification(stored.id)).status  # type: ignore[union-attr]
+        assert status == "delivered", f"round {round_}: every entry stored, status {status}"
