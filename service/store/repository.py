@@ -368,15 +368,15 @@ class Repository:
                 ).scalar_one()
             )
 
-    @staticmethod
-    async def _mark_delivered_if_complete(connection: AsyncConnection, notification_id: str) -> None:
+    async def _mark_delivered_if_complete(self, connection: AsyncConnection, notification_id: str) -> None:
         """Set ``delivered`` once every recipient has an entry (or had one, erased since)."""
         # Lock the notification row before counting: of two chunks committing at once, each
         # would otherwise count without the other's uncommitted entries and neither would mark
         # it delivered. Taken last, after every counter row, so it cannot close a lock cycle.
-        await connection.execute(
-            select(_notifications.c.id).where(_notifications.c.id == notification_id).with_for_update()
-        )
+        if self._sqlite_writer is None:  # SQLite transactions are serialized already
+            await connection.execute(
+                select(_notifications.c.id).where(_notifications.c.id == notification_id).with_for_update()
+            )
         count = (
             select(func.count())
             .select_from(_entries)
