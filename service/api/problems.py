@@ -62,6 +62,16 @@ def _field_of(message: str, key: str | None) -> str | None:
     return path or None
 
 
+def validation_field(message: str) -> tuple[str | None, str]:
+    """(field path, message without its location) of a msgspec validation error."""
+    match = _MSGSPEC_PATH.search(message)
+    path = match.group(1) if match else ""
+    named = _NAMED_FIELD.search(message)
+    if named:
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
+    return path or None, _MSGSPEC_PATH.sub("", message).rstrip(" -") or message
+
+
 def handle_tidings_error(_: Request[Any, Any, Any], exc: TidingsError) -> Response[dict[str, Any]]:
     """Our own errors."""
     headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
@@ -12,13 +13,24 @@ from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, PathParameter
 
-from service.api.schemas import Accepted, NotificationIn, NotificationStatus
+from service.api.problems import validation_field
+from service.api.schemas import (
+    Accepted,
+    BatchError,
+    BatchIn,
+    BatchItem,
+    BatchOut,
+    BatchResult,
+    NotificationIn,
+    NotificationStatus,
+)
 from service.auth.api_keys import Producer
 from service.broker.base import Hint
 from service.delivery import deliver_all
 from service.domain import rules
 from service.domain.channels import inbox_channel
-from service.errors import BrokerUnavailable, InvalidRequest, NotFound
+from service.domain.codes import ErrorCode
+from service.errors import BrokerUnavailable, IdempotencyConflict, InvalidRequest, NotFound
 from service.lifespan import Services
 from service.queue import enqueue_delivery
 from service.store.repository import NewNotification, iso
@@ -63,6 +75,32 @@ async def send_notification(
     ] = None,
 ) -> Response[Accepted]:
     """Accept a notification for delivery."""
+    outcome = await _accept(services, producer, data, idempotency_key)
+    if outcome.replayed:
+        # A replay gets the first answer again; GET /v1/notifications/{id} tells where it is now.
+        return Response(
+            Accepted(id=outcome.id, status="accepted"), status_code=202, headers={"Idempotent-Replayed": "true"}
+        )
+    background = None
+    if outcome.degraded:
+        background = BackgroundTask(_deliver_here, services, [outcome.id])
+    return Response(
+        Accepted(id=outcome.id, status=outcome.status, degraded=outcome.degraded), status_code=202, background=background
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    id: str
+    status: str
+    replayed: bool
+    degraded: bool
+
+
+async def _accept(
+    services: Services, producer: Producer, data: NotificationIn, idempotency_key: str | None
+) -> _Outcome:
+    """Store one notification (or find its Idempotency-Key's) and queue its fan-out."""
     if rules.json_depth(data.data) > rules.MAX_DATA_DEPTH:
         raise InvalidRequest(f"data nests deeper than {rules.MAX_DATA_DEPTH} levels", field="data")
     settings = services.settings
@@ -82,31 +120,69 @@ async def send_notification(
     )
     if created:
         services.metrics.accepted.inc()
-    background = None
     degraded = False
     if stored.status == "accepted":
         try:
             await enqueue_delivery(services.arq, settings.queue_name, settings.channel_prefix, stored.id)
         except BrokerUnavailable:
             # The row is durable; deliver it from here (the sweeper would, too, once Redis is back).
-            degraded = True
-            services.metrics.degraded.inc()
-            background = BackgroundTask(
-                deliver_all,
-                services.repository,
-                services.publisher,
-                settings.channel_prefix,
-                stored.id,
-                settings.fanout_chunk,
-            )
-    if not created:
-        # A replay gets the first answer again; GET /v1/notifications/{id} tells where it is now.
-        return Response(
-            Accepted(id=stored.id, status="accepted"), status_code=202, headers={"Idempotent-Replayed": "true"}
+            # A replay leaves that to the request that created it.
+            degraded = created
+            if created:
+                services.metrics.degraded.inc()
+    return _Outcome(id=stored.id, status=stored.status, replayed=not created, degraded=degraded)
+
+
+async def _deliver_here(services: Services, notification_ids: list[str]) -> None:
+    """Fan out in this process, one after the other (the queue was unreachable)."""
+    settings = services.settings
+    for notification_id in notification_ids:
+        await deliver_all(
+            services.repository, services.publisher, settings.channel_prefix, notification_id, settings.fanout_chunk
         )
-    return Response(
-        Accepted(id=stored.id, status=stored.status, degraded=degraded), status_code=202, background=background
-    )
+
+
+@post(
+    "/v1/notifications/batch",
+    status_code=202,
+    security=_SECURITY,
+    tags=["producer"],
+    summary="Enqueue many notifications",
+    description=(
+        f"Up to {rules.MAX_BATCH} notifications, each the body of `POST /v1/notifications` plus an optional "
+        "`idempotency_key`. Each item is validated and stored on its own: the answer has one result per item, "
+        "in order, either `{index, id, status}` (with `replayed` for a known key) or `{index, error}`; an invalid "
+        "item does not sink the others. The request itself is 400 only when the envelope is wrong."
+    ),
+)
+async def send_batch(
+    data: JSONBody[BatchIn], services: NamedDependency[Services], producer: NamedDependency[Producer]
+) -> Response[BatchOut]:
+    """Accept many notifications; one result per item."""
+    results: list[BatchResult] = []
+    degraded: list[str] = []
+    for index, raw in enumerate(data.notifications):
+        try:
+            item = msgspec.convert(raw, BatchItem)
+        except msgspec.ValidationError as exc:
+            field, detail = validation_field(str(exc))
+            field = f"notifications[{index}]" + (f".{field}" if field else "")
+            results.append(BatchResult(index=index, error=BatchError(ErrorCode.INVALID_REQUEST, detail, field)))
+            continue
+        try:
+            outcome = await _accept(services, producer, item.notification(), item.idempotency_key)
+        except (InvalidRequest, IdempotencyConflict) as exc:
+            where = ".idempotency_key" if isinstance(exc, IdempotencyConflict) else f".{exc.field}" if exc.field else ""
+            results.append(BatchResult(index=index, error=BatchError(exc.code, exc.detail, f"notifications[{index}]{where}")))
+            continue
+        if outcome.degraded:
+            degraded.append(outcome.id)
+        results.append(
+            BatchResult(index=index, id=outcome.id, status="accepted" if outcome.replayed else outcome.status,
+                        replayed=outcome.replayed, degraded=outcome.degraded)
+        )
+    background = BackgroundTask(_deliver_here, services, degraded) if degraded else None
+    return Response(BatchOut(results=results), status_code=202, background=background)
 
 
 @get("/v1/notifications/{notification_id:str}", security=_SECURITY, tags=["producer"], summary="Delivery status")
@@ -152,4 +228,4 @@ async def erase_user(
         pass  # connected streams notice the new epoch on their next positioning pass
 
 
-route_handlers = [send_notification, get_notification, erase_user]
+route_handlers = [send_notification, send_batch, get_notification, erase_user]

@@ -52,6 +52,72 @@ class NotificationIn(msgspec.Struct, forbid_unknown_fields=True):
     priority: Literal["normal", "high"] = "normal"
 
 
+class BatchItem(msgspec.Struct, forbid_unknown_fields=True):
+    """One item of a batch: a notification, plus its own optional Idempotency-Key."""
+
+    recipients: Recipients
+    type: Annotated[str, Meta(min_length=1, max_length=rules.MAX_TYPE_LENGTH, pattern=rules.TYPE_PATTERN)]
+    title: Annotated[str, Meta(min_length=1, max_length=rules.MAX_TITLE_LENGTH, pattern=rules.TEXT_PATTERN)]
+    body: Annotated[str, Meta(max_length=rules.MAX_BODY_LENGTH, pattern=rules.TEXT_PATTERN)] | None = None
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    priority: Literal["normal", "high"] = "normal"
+    idempotency_key: (
+        Annotated[
+            str,
+            Meta(min_length=1, max_length=rules.MAX_IDEMPOTENCY_KEY_LENGTH, pattern=rules.HEADER_TOKEN_PATTERN),
+        ]
+        | None
+    ) = None
+
+    def notification(self) -> NotificationIn:
+        """The item without its key, as ``POST /v1/notifications`` would receive it."""
+        return NotificationIn(
+            recipients=self.recipients, type=self.type, title=self.title, body=self.body, data=self.data,
+            priority=self.priority,
+        )
+
+
+class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A batch of notifications; each item is validated on its own."""
+
+    notifications: Annotated[
+        list[Any],
+        Meta(
+            min_length=1,
+            max_length=rules.MAX_BATCH,
+            description=(
+                f"1 to {rules.MAX_BATCH} objects, each shaped like the body of POST /v1/notifications "
+                "plus an optional `idempotency_key`."
+            ),
+        ),
+    ]
+
+
+class BatchError(msgspec.Struct):
+    """Why one item of a batch was not accepted."""
+
+    code: str
+    detail: str
+    field: str | None = None
+
+
+class BatchResult(msgspec.Struct, omit_defaults=True):
+    """The result of one batch item: an id and status, or an error."""
+
+    index: int
+    id: str | None = None
+    status: str | None = None
+    replayed: bool = False
+    degraded: bool = False
+    error: BatchError | None = None
+
+
+class BatchOut(msgspec.Struct):
+    """One result per item, in the order of the request."""
+
+    results: list[BatchResult]
+
+
 class Accepted(msgspec.Struct, omit_defaults=True):
     """The answer to an enqueue: the notification is stored and will be delivered."""
 

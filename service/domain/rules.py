@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+MAX_BATCH = 1000
+"""Notifications in one batch request."""
 MAX_RECIPIENTS = 1000
 """Users named in one notification."""
 MAX_USER_ID_LENGTH = 128

@@ -30,6 +30,7 @@ from ._errors import (
     UnavailableError,
 )
 from ._models import (
+    BatchResult,
     ConnectionState,
     Notification,
     NotificationStatus,
@@ -51,6 +52,7 @@ __all__ = [
     "AuthenticationError",
     "Backoff",
     "BadRequestError",
+    "BatchResult",
     "ConflictError",
     "ConnectionState",
     "CursorResetError",

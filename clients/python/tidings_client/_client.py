@@ -33,7 +33,7 @@ from ._errors import (
     TransportError,
     UnavailableError,
 )
-from ._models import NotificationStatus, Page, Priority, SendResult
+from ._models import BatchResult, NotificationStatus, Page, Priority, SendResult
 
 __all__ = ["AsyncTidingsClient", "AsyncUserClient", "TidingsClient", "UserClient"]
 
@@ -152,6 +152,13 @@ def _send_request(
         headers["Idempotency-Key"] = idempotency_key
     payload = _send_payload(users, type, title, body, data, priority)
     return {"content": json.dumps(payload).encode(), "headers": headers}
+
+
+def _batch_results(obj: Any) -> list[BatchResult]:
+    results = obj.get("results") if isinstance(obj, dict) else None
+    if not isinstance(results, list):
+        raise ProtocolError(f"batch answer must hold a results list, got {obj!r}")
+    return [BatchResult.from_json(result) for result in results]
 
 
 def _status_path(notification_id: str) -> str:
@@ -330,6 +337,27 @@ class TidingsClient(_SyncHTTP):
         response = self._request("POST", "/v1/notifications", **request)
         return SendResult.from_json(_json_body(response, "send result"))
 
+    def send_batch(self, items: Sequence[Mapping[str, Any]]) -> list[BatchResult]:
+        """Send many notifications in one request; one result per item, in order.
+
+        Args:
+            items: Each a mapping like the body of ``POST /v1/notifications``
+                (``recipients``, ``type``, ``title``, optional ``body``, ``data``,
+                ``priority``) plus an optional ``idempotency_key``. At most 1000.
+
+        Returns:
+            One `BatchResult` per item: accepted (``ok``) or refused with the
+            reason. A refused item does not affect the others.
+
+        Raises:
+            BadRequestError: If the batch itself is malformed (empty, too long).
+            APIError: For any other problem answer.
+            TransportError: If the request did not complete.
+        """
+        payload = {"notifications": [dict(item) for item in items]}
+        response = self._request("POST", "/v1/notifications/batch", json=payload)
+        return _batch_results(_json_body(response, "batch results"))
+
     def get(self, notification_id: str) -> NotificationStatus:
         """Return the delivery status of a notification.
 
@@ -407,6 +435,12 @@ class AsyncTidingsClient(_AsyncHTTP):
         request = _send_request(users, type, title, body, data, priority, idempotency_key)
         response = await self._request("POST", "/v1/notifications", **request)
         return SendResult.from_json(_json_body(response, "send result"))
+
+    async def send_batch(self, items: Sequence[Mapping[str, Any]]) -> list[BatchResult]:
+        """Send many notifications in one request; see `TidingsClient.send_batch`."""
+        payload = {"notifications": [dict(item) for item in items]}
+        response = await self._request("POST", "/v1/notifications/batch", json=payload)
+        return _batch_results(_json_body(response, "batch results"))
 
     async def get(self, notification_id: str) -> NotificationStatus:
         """Return the delivery status of a notification; see `TidingsClient.get`.

@@ -171,6 +171,58 @@ class SendResult:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The result of one item of `TidingsClient.send_batch`.
+
+    Attributes:
+        index: The item's position in the request.
+        id: The notification id, or ``None`` when the item was refused.
+        status: ``"accepted"``, or ``None`` when refused.
+        replayed: ``True`` when its ``idempotency_key`` was seen before (same id as then).
+        degraded: As in `SendResult`.
+        error_code: Why it was refused (e.g. ``"invalid_request"``), else ``None``.
+        error_detail: A human explanation of the refusal.
+        error_field: Which input was wrong, e.g. ``"notifications[3].title"``.
+    """
+
+    index: int
+    id: str | None = None
+    status: str | None = None
+    replayed: bool = False
+    degraded: bool = False
+    error_code: str | None = None
+    error_detail: str | None = None
+    error_field: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the item was accepted."""
+        return self.error_code is None
+
+    @classmethod
+    def from_json(cls, obj: Any) -> BatchResult:
+        """Decode one element of the ``results`` of ``POST /v1/notifications/batch``.
+
+        Raises:
+            ProtocolError: If a key is missing or has the wrong type.
+        """
+        what = "batch result"
+        body = _mapping(obj, what)
+        error = body.get("error")
+        error_body = _mapping(error, what) if error is not None else {}
+        return cls(
+            index=_require(body, "index", int, what),
+            id=_optional(body, "id", str, what),
+            status=_optional(body, "status", str, what),
+            replayed=bool(_optional(body, "replayed", bool, what)),
+            degraded=bool(_optional(body, "degraded", bool, what)),
+            error_code=_optional(error_body, "code", str, what),
+            error_detail=_optional(error_body, "detail", str, what),
+            error_field=_optional(error_body, "field", str, what),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class NotificationStatus:
     """Delivery status of one notification, from `TidingsClient.get`.
 
