@@ -368,8 +368,21 @@ class Repository:
                 ).scalar_one()
             )
 
-    async def _mark_delivered_if_complete(self, connection: AsyncConnection, notification_id: str) -> None:
-        """Set ``delivered`` once every recipient has an entry (or had one, erased since)."""
+    async def _mark_delivered_if_complete(
+        self, connection: AsyncConnection, notification_id: str, *, whole: bool = False
+    ) -> None:
+        """Set ``delivered`` once every recipient has an entry (or had one, erased since).
+
+        ``whole`` says this transaction covered every recipient (a one-chunk notification):
+        then it is complete by construction, and the count (and its lock) is skipped.
+        """
+        if whole:
+            await connection.execute(
+                update(_notifications)
+                .where(_notifications.c.id == notification_id, _notifications.c.status == "accepted")
+                .values(status="delivered", delivered_at=utcnow())
+            )
+            return
         # Lock the notification row before counting: of two chunks committing at once, each
         # would otherwise count without the other's uncommitted entries and neither would mark
         # it delivered. Taken last, after every counter row, so it cannot close a lock cycle.
@@ -499,7 +512,8 @@ class Repository:
                 ],
             )
             # In the same transaction: the status can never say delivered while entries are missing.
-            await self._mark_delivered_if_complete(connection, notification.id)
+            whole = len(users) == notification.recipient_count  # users are this chunk's, deduplicated
+            await self._mark_delivered_if_complete(connection, notification.id, whole=whole)
         created = iso(now) or ""
         for user in todo:
             epoch, seq = allocated[user]
