@@ -653,6 +653,31 @@ class Repository:
             )
             return [_entry_from_row(row) for row in rows]
 
+    async def page_before(self, app_id: str, user_id: str, before: Cursor, limit: int) -> Page:
+        """History: entries with seq <= ``before.seq`` in its epoch, newest first.
+
+        ``next_cursor`` continues with older entries; ``truncated`` is never set (history
+        simply ends where retention cut it).
+        """
+        async with self._read() as connection:
+            rows = (
+                await connection.execute(
+                    select(*_ENTRY_COLUMNS)
+                    .join(_notifications, _notifications.c.id == _entries.c.notification_id)
+                    .where(
+                        _entries.c.app_id == app_id,
+                        _entries.c.user_id == user_id,
+                        _entries.c.epoch == before.epoch,
+                        _entries.c.seq <= before.seq,
+                    )
+                    .order_by(_entries.c.seq.desc())
+                    .limit(limit + 1)
+                )
+            ).all()
+        items = [_entry_from_row(row) for row in rows[:limit]]
+        next_cursor = Cursor(before.epoch, items[-1].seq - 1) if items else before
+        return Page(items=items, next_cursor=next_cursor, has_more=len(rows) > limit, truncated=False)
+
     async def page_after(self, app_id: str, user_id: str, after: Cursor | None, limit: int) -> Page:
         """A polling page: entries after ``after`` (the start of the inbox when ``None``).
 

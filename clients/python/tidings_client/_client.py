@@ -165,10 +165,12 @@ def _status_path(notification_id: str) -> str:
     return "/v1/notifications/" + quote(notification_id, safe="")
 
 
-def _list_params(after: str | None, limit: int | None) -> dict[str, str]:
+def _list_params(after: str | None, limit: int | None, before: str | None = None) -> dict[str, str]:
     params: dict[str, str] = {}
     if after is not None:
         params["after"] = after
+    if before is not None:
+        params["before"] = before
     if limit is not None:
         params["limit"] = str(limit)
     return params
@@ -488,13 +490,17 @@ class UserClient(_SyncHTTP):
         """Create the client; see the class docstring for the arguments."""
         super().__init__(base_url, token, timeout=timeout, transport=transport)
 
-    def list_notifications(self, after: str | None = None, limit: int | None = None) -> Page:
-        """Read one page of the inbox, in seq order.
+    def list_notifications(
+        self, after: str | None = None, limit: int | None = None, *, before: str | None = None
+    ) -> Page:
+        """Read one page of the inbox, in seq order (or history, newest first, with ``before``).
 
         Args:
             after: Cursor to continue from (``next_cursor`` of the previous page,
                 or an entry's ``cursor``); from the start of the inbox when omitted.
             limit: Page size; the server's default (50) when omitted, at most 500.
+            before: History instead: the entry this cursor follows and older ones,
+                newest first; pass the page's ``next_cursor`` for the next older page.
 
         Returns:
             The page.
@@ -505,7 +511,7 @@ class UserClient(_SyncHTTP):
             APIError: For any other problem answer.
             TransportError: If the request did not complete.
         """
-        response = self._request("GET", "/v1/me/notifications", params=_list_params(after, limit))
+        response = self._request("GET", "/v1/me/notifications", params=_list_params(after, limit, before))
         return Page.from_json(_json_body(response, "inbox page"))
 
     def unread_count(self) -> int:
@@ -544,13 +550,14 @@ class AsyncUserClient(_AsyncHTTP):
         super().__init__(base_url, token, timeout=timeout, transport=transport)
 
     async def list_notifications(
-        self, after: str | None = None, limit: int | None = None
+        self, after: str | None = None, limit: int | None = None, *, before: str | None = None
     ) -> Page:
         """Read one page of the inbox; see `UserClient.list_notifications`.
 
         Args:
             after: Cursor to continue from; from the start when omitted.
             limit: Page size; the server's default when omitted.
+            before: History instead, newest first, from this cursor down.
 
         Returns:
             The page.
@@ -560,7 +567,7 @@ class AsyncUserClient(_AsyncHTTP):
             APIError: For any other problem answer.
             TransportError: If the request did not complete.
         """
-        params = _list_params(after, limit)
+        params = _list_params(after, limit, before)
         response = await self._request("GET", "/v1/me/notifications", params=params)
         return Page.from_json(_json_body(response, "inbox page"))
 
