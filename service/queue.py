@@ -32,14 +32,21 @@ def chunk_job_id(prefix: str, notification_id: str, index: int) -> str:
     return f"{prefix}:deliver:{notification_id}:{index}"
 
 
-async def enqueue_delivery(arq: ArqRedis, queue_name: str, prefix: str, notification_id: str) -> None:
+def queue_for(queue_name: str, priority: str) -> str:
+    """The arq queue of a priority: ``high`` has its own, so a backlog of normal ones never delays it."""
+    return f"{queue_name}:high" if priority == "high" else queue_name
+
+
+async def enqueue_delivery(
+    arq: ArqRedis, queue_name: str, prefix: str, notification_id: str, priority: str = "normal"
+) -> None:
     """Enqueue the fan-out of a stored notification; raise BrokerUnavailable if Redis is down."""
     try:
         await arq.enqueue_job(
             JobName.DELIVER,
             notification_id,
             _job_id=deliver_job_id(prefix, notification_id),
-            _queue_name=queue_name,
+            _queue_name=queue_for(queue_name, priority),
         )
     except (RedisError, OSError) as exc:
         raise BrokerUnavailable(f"could not enqueue: {exc}") from exc

@@ -70,3 +70,25 @@ async def corrupt_notification(database_url: str, notification_id: str) -> None:
             )
     finally:
         await database.dispose()
+
+
+async def bulk_accepted(database_url: str, user: str, count: int) -> list[str]:
+    """Store ``count`` notifications to ``user`` as the API would (``accepted``), without queueing them."""
+    database = Database.connect(database_url)
+    now = datetime.now(UTC)
+    ids = [new_notification_id() for _ in range(count)]
+    try:
+        async with database.writer.begin() as connection:
+            await connection.execute(
+                Notification.__table__.insert(),
+                [
+                    {"id": nid, "app_id": "default", "type": "backlog", "title": "backlog", "body": None, "data": {},
+                     "priority": "normal", "status": "accepted", "reason": None, "recipients": [user],
+                     "recipient_count": 1, "producer": "seed", "idempotency_key": None, "request_hash": None,
+                     "created_at": now, "expires_at": None, "delivered_at": None}
+                    for nid in ids
+                ],
+            )
+    finally:
+        await database.dispose()
+    return ids

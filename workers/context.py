@@ -22,11 +22,12 @@ class JobContext(TypedDict):
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    """Open the store and the publisher (over arq's own Redis pool)."""
+    """Open the store (unless the process shares one) and the publisher (over arq's own pool)."""
     settings: Settings = ctx["settings"]
-    database = Database.connect(settings.database_url)
-    ctx["database"] = database
-    ctx["repository"] = Repository(database)
+    if "repository" not in ctx:
+        database = Database.connect(settings.database_url)
+        ctx["database"] = database
+        ctx["repository"] = Repository(database)
     # Publish where the gateways subscribe: the pub/sub Redis may be a separate server.
     if settings.pubsub_redis_url:
         ctx["pubsub_redis"] = Redis.from_url(settings.pubsub_redis_url)

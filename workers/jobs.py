@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from service.delivery import chunks
 from service.delivery import deliver_chunk as deliver_chunk_of
 from service.errors import BrokerUnavailable, StoreUnavailable
-from service.queue import JobName, chunk_job_id, enqueue_delivery
+from service.queue import JobName, chunk_job_id, enqueue_delivery, queue_for
 from service.settings import Settings
 from service.store.repository import Repository
 
@@ -84,7 +84,7 @@ async def _deliver_notification(ctx: dict[str, Any], notification_id: str) -> st
             notification_id,
             index,
             _job_id=chunk_job_id(settings.channel_prefix, notification_id, index),
-            _queue_name=settings.queue_name,
+            _queue_name=queue_for(settings.queue_name, notification.priority),
         )
     return f"{len(parts)} chunks"
 
@@ -116,8 +116,8 @@ async def sweep(ctx: dict[str, Any]) -> int:
     except StoreUnavailable as exc:
         log.warning("sweep skipped: %s", exc.detail)
         return 0
-    for notification_id in stale:
-        await enqueue_delivery(ctx["redis"], settings.queue_name, settings.channel_prefix, notification_id)
+    for notification_id, priority in stale:
+        await enqueue_delivery(ctx["redis"], settings.queue_name, settings.channel_prefix, notification_id, priority)
     if stale:
         log.info("sweeper re-enqueued %d notifications", len(stale))
     return len(stale)

@@ -8,8 +8,10 @@ from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
-from service.queue import JobName
+from service.queue import JobName, queue_for
 from service.settings import Settings
+from service.store.engine import Database
+from service.store.repository import Repository
 from workers import context, jobs
 
 SWEEP_EVERY_S = 5
@@ -39,6 +41,23 @@ def worker_kwargs(settings: Settings) -> dict[str, Any]:
         "health_check_interval": 30,
         "log_results": False,
     }
+
+
+def create_workers(settings: Settings) -> tuple[Worker, Worker]:
+    """The normal-priority worker (with the cron jobs) and the high-priority one.
+
+    Both run in one process and share its store, so on SQLite their writes queue on one
+    lock. The first handles SIGINT/SIGTERM and stops the second with it.
+    """
+    database = Database.connect(settings.database_url)
+    shared = {"settings": settings, "database": database, "repository": Repository(database)}
+    normal = create_worker(settings, ctx=dict(shared))
+    high = create_worker(
+        settings, ctx=dict(shared), queue_name=queue_for(settings.queue_name, "high"), cron_jobs=None,
+        handle_signals=False,
+    )
+    normal.on_stop = high.handle_sig
+    return normal, high
 
 
 def create_worker(settings: Settings, **overrides: Any) -> Worker:

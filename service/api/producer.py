@@ -123,7 +123,9 @@ async def _accept(
     degraded = False
     if stored.status == "accepted":
         try:
-            await enqueue_delivery(services.arq, settings.queue_name, settings.channel_prefix, stored.id)
+            await enqueue_delivery(
+                services.arq, settings.queue_name, settings.channel_prefix, stored.id, stored.priority
+            )
         except BrokerUnavailable:
             # The row is durable; deliver it from here (the sweeper would, too, once Redis is back).
             # A replay leaves that to the request that created it.

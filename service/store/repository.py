@@ -420,17 +420,17 @@ class Repository:
                 .values(status="failed", reason=reason)
             )
 
-    async def stale_accepted(self, older_than: timedelta, limit: int = 500) -> list[str]:
-        """Ids of notifications still ``accepted`` after ``older_than`` (for the sweeper)."""
+    async def stale_accepted(self, older_than: timedelta, limit: int = 500) -> list[tuple[str, str]]:
+        """(id, priority) of notifications still ``accepted`` after ``older_than`` (for the sweeper)."""
         cutoff = utcnow() - older_than
         async with self._read() as connection:
             rows = await connection.execute(
-                select(_notifications.c.id)
+                select(_notifications.c.id, _notifications.c.priority)
                 .where(_notifications.c.status == "accepted", _notifications.c.created_at < cutoff)
                 .order_by(_notifications.c.created_at)
                 .limit(limit)
             )
-            return [row.id for row in rows]
+            return [(row.id, row.priority) for row in rows]
 
     # -- fan-out ---------------------------------------------------------------------
 
