@@ -52,15 +52,9 @@ class NotificationIn(msgspec.Struct, forbid_unknown_fields=True):
     priority: Literal["normal", "high"] = "normal"
 
 
-class BatchItem(msgspec.Struct, forbid_unknown_fields=True):
+class BatchItem(NotificationIn):
     """One item of a batch: a notification, plus its own optional Idempotency-Key."""
 
-    recipients: Recipients
-    type: Annotated[str, Meta(min_length=1, max_length=rules.MAX_TYPE_LENGTH, pattern=rules.TYPE_PATTERN)]
-    title: Annotated[str, Meta(min_length=1, max_length=rules.MAX_TITLE_LENGTH, pattern=rules.TEXT_PATTERN)]
-    body: Annotated[str, Meta(max_length=rules.MAX_BODY_LENGTH, pattern=rules.TEXT_PATTERN)] | None = None
-    data: dict[str, Any] = msgspec.field(default_factory=dict)
-    priority: Literal["normal", "high"] = "normal"
     idempotency_key: (
         Annotated[
             str,

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_S = 15.0
 """How long a SQLite reader (or a migration) waits for a lock before failing."""
@@ -76,10 +76,6 @@ class Database:
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self.writer.dialect.name
-
-    def write_sessions(self) -> async_sessionmaker[Any]:
-        """Sessions for write transactions."""
-        return async_sessionmaker(self.writer, expire_on_commit=False)
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -166,6 +166,15 @@ def _entry_from_row(row: Any) -> Entry:
         expires_at=iso(row.expires_at),
         read_at=iso(row.read_at),
         archived_at=iso(row.archived_at),
+    )
+
+
+def _inbox_entries(app_id: str, user_id: str, epoch: int, *conditions: Any) -> Any:
+    """Entries of one inbox epoch, joined with their notifications, filtered by ``conditions``."""
+    return (
+        select(*_ENTRY_COLUMNS)
+        .join(_notifications, _notifications.c.id == _entries.c.notification_id)
+        .where(_entries.c.app_id == app_id, _entries.c.user_id == user_id, _entries.c.epoch == epoch, *conditions)
     )
 
 
@@ -623,33 +632,16 @@ class Repository:
                 ).scalar_one()
             )
 
-    async def head_and_unread(self, app_id: str, user_id: str) -> tuple[Cursor, int]:
-        """The head cursor and the unread count, for a ``ready`` frame."""
-        return await self.head(app_id, user_id), await self.unread_count(app_id, user_id)
-
-    async def current_epoch(self, app_id: str, user_id: str) -> int:
-        """The inbox's epoch."""
-        return (await self.head(app_id, user_id)).epoch
-
     async def entries_after(
         self, app_id: str, user_id: str, epoch: int, after_seq: int, limit: int, *, up_to: int | None = None
     ) -> list[Entry]:
         """Up to ``limit`` entries of ``epoch`` with ``after_seq < seq [<= up_to]``, in seq order."""
-        conditions = [
-            _entries.c.app_id == app_id,
-            _entries.c.user_id == user_id,
-            _entries.c.epoch == epoch,
-            _entries.c.seq > after_seq,
-        ]
+        conditions = [_entries.c.seq > after_seq]
         if up_to is not None:
             conditions.append(_entries.c.seq <= up_to)
         async with self._read() as connection:
             rows = await connection.execute(
-                select(*_ENTRY_COLUMNS)
-                .join(_notifications, _notifications.c.id == _entries.c.notification_id)
-                .where(and_(*conditions))
-                .order_by(_entries.c.seq)
-                .limit(limit)
+                _inbox_entries(app_id, user_id, epoch, *conditions).order_by(_entries.c.seq).limit(limit)
             )
             return [_entry_from_row(row) for row in rows]
 
@@ -662,14 +654,7 @@ class Repository:
         async with self._read() as connection:
             rows = (
                 await connection.execute(
-                    select(*_ENTRY_COLUMNS)
-                    .join(_notifications, _notifications.c.id == _entries.c.notification_id)
-                    .where(
-                        _entries.c.app_id == app_id,
-                        _entries.c.user_id == user_id,
-                        _entries.c.epoch == before.epoch,
-                        _entries.c.seq <= before.seq,
-                    )
+                    _inbox_entries(app_id, user_id, before.epoch, _entries.c.seq <= before.seq)
                     .order_by(_entries.c.seq.desc())
                     .limit(limit + 1)
                 )
@@ -689,16 +674,9 @@ class Repository:
             epoch = after.epoch if after is not None else head.epoch
             rows = (
                 await connection.execute(
-                    select(*_ENTRY_COLUMNS)
-                    .join(_notifications, _notifications.c.id == _entries.c.notification_id)
-                    .where(
-                        _entries.c.app_id == app_id,
-                        _entries.c.user_id == user_id,
-                        # Only the cursor's epoch: an erase between the caller's epoch check and
-                        # this read must not hand an old cursor entries of the new inbox.
-                        _entries.c.epoch == epoch,
-                        _entries.c.seq > after_seq,
-                    )
+                    # Only the cursor's epoch: an erase between the caller's epoch check and
+                    # this read must not hand an old cursor entries of the new inbox.
+                    _inbox_entries(app_id, user_id, epoch, _entries.c.seq > after_seq)
                     .order_by(_entries.c.seq)
                     .limit(limit + 1)
                 )
