@@ -11,7 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
-from service.api import me, ops, producer
+from service.api import me, ops, producer, topics
 from service.api.deps import provide_principal, provide_producer, provide_services
 from service.api.problems import EXCEPTION_HANDLERS
 from service.gateway import ws
@@ -54,7 +54,7 @@ def create_app(settings: Settings) -> Litestar:
 
     handlers: list[object] = [*ops.route_handlers]
     if settings.serves_api:
-        handlers += [*producer.route_handlers, *me.route_handlers]
+        handlers += [*producer.route_handlers, *topics.route_handlers, *me.route_handlers]
     if settings.serves_gateway:
         handlers += ws.route_handlers
     return Litestar(

@@ -51,7 +51,7 @@ async def deliver_all(
     repository: Repository, publisher: Publisher, prefix: str, notification_id: str, chunk_size: int
 ) -> None:
     """Fan a notification out chunk after chunk in this process (used when the queue is down)."""
-    notification = await repository.get_notification(notification_id)
+    notification = await repository.start(notification_id)
     if notification is None or notification.status != "accepted":
         return
     for chunk in chunks(notification.recipients, chunk_size):

@@ -83,6 +83,13 @@ class IdempotencyConflict(TidingsError):
     title = "Idempotency conflict"
 
 
+class NotCancellable(TidingsError):
+    """The notification's delivery started or ended before the cancel."""
+
+    status = 409
+    code = ErrorCode.NOT_CANCELLABLE
+
+
 class CursorReset(TidingsError):
     """The inbox was erased since the cursor was issued."""
 

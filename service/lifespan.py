@@ -17,6 +17,7 @@ from service.metrics import Metrics
 from service.settings import Settings
 from service.store.engine import Database
 from service.store.repository import Repository
+from service.store.topics import TopicStore
 
 log = logging.getLogger("tidings")
 
@@ -32,6 +33,7 @@ class Services:
     hub: Hub | None
     subscriptions: RedisSubscriptions | None
     metrics: Metrics
+    topics: TopicStore
 
 
 @asynccontextmanager
@@ -65,7 +67,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         metrics = Metrics()
         if hub is not None:
             metrics.streams.set_function(lambda: hub.stream_count)
-        yield Services(settings, repository, arq, publisher, hub, subscriptions, metrics)
+        yield Services(settings, repository, arq, publisher, hub, subscriptions, metrics, TopicStore(database))
     finally:
         if hub is not None:
             await hub.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -38,15 +39,23 @@ def queue_for(queue_name: str, priority: str) -> str:
 
 
 async def enqueue_delivery(
-    arq: ArqRedis, queue_name: str, prefix: str, notification_id: str, priority: str = "normal"
+    arq: ArqRedis,
+    queue_name: str,
+    prefix: str,
+    notification_id: str,
+    priority: str = "normal",
+    *,
+    defer_until: datetime | None = None,
 ) -> None:
-    """Enqueue the fan-out of a stored notification; raise BrokerUnavailable if Redis is down."""
+    """Enqueue the fan-out of a stored notification (to run at ``defer_until`` for a scheduled
+    one); raise BrokerUnavailable if Redis is down."""
     try:
         await arq.enqueue_job(
             JobName.DELIVER,
             notification_id,
             _job_id=deliver_job_id(prefix, notification_id),
             _queue_name=queue_for(queue_name, priority),
+            _defer_until=defer_until,
         )
     except (RedisError, OSError) as exc:
         raise BrokerUnavailable(f"could not enqueue: {exc}") from exc

@@ -10,6 +10,7 @@ from service.broker.redis import RedisPublisher
 from service.settings import Settings
 from service.store.engine import Database
 from service.store.repository import Repository
+from service.store.retention import RetentionStore
 
 
 class JobContext(TypedDict):
@@ -18,6 +19,7 @@ class JobContext(TypedDict):
     settings: Settings
     database: Database
     repository: Repository
+    retention: RetentionStore
     publisher: RedisPublisher
 
 
@@ -28,6 +30,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         database = Database.connect(settings.database_url)
         ctx["database"] = database
         ctx["repository"] = Repository(database)
+        ctx["retention"] = RetentionStore(database)
     # Publish where the gateways subscribe: the pub/sub Redis may be a separate server.
     if settings.pubsub_redis_url:
         ctx["pubsub_redis"] = Redis.from_url(settings.pubsub_redis_url)

@@ -17,7 +17,9 @@ from service.delivery import deliver_chunk as deliver_chunk_of
 from service.errors import BrokerUnavailable, StoreUnavailable
 from service.queue import JobName, chunk_job_id, enqueue_delivery, queue_for
 from service.settings import Settings
+from service.store.access import utcnow
 from service.store.repository import Repository
+from service.store.retention import RetentionStore
 
 log = logging.getLogger("tidings.worker")
 
@@ -69,9 +71,9 @@ async def _deliver_notification(ctx: dict[str, Any], notification_id: str) -> st
     settings: Settings = ctx["settings"]
     repository: Repository = ctx["repository"]
     try:
-        notification = await repository.get_notification(notification_id)
+        notification = await repository.start(notification_id)  # resolves a topic, once
         if notification is None or notification.status != "accepted":
-            return "skipped"
+            return "skipped"  # cancelled, finished, or not yet due (the sweeper brings it back then)
         parts = chunks(notification.recipients, settings.fanout_chunk)
         if len(parts) == 1:
             await deliver_chunk_of(repository, ctx["publisher"], settings.channel_prefix, notification, parts[0])
@@ -108,11 +110,13 @@ async def _deliver_chunk(ctx: dict[str, Any], notification_id: str, index: int) 
 
 
 async def sweep(ctx: dict[str, Any]) -> int:
-    """Re-enqueue notifications still ``accepted`` after a while (their job may be lost)."""
+    """Re-enqueue notifications still ``accepted`` after a while (their job may be lost), and
+    scheduled ones that are due (the store, not Redis, is the truth about what is scheduled)."""
     settings: Settings = ctx["settings"]
     repository: Repository = ctx["repository"]
     try:
         stale = await repository.stale_accepted(timedelta(seconds=settings.sweep_after_s))
+        stale += await repository.due_scheduled()
     except StoreUnavailable as exc:
         log.warning("sweep skipped: %s", exc.detail)
         return 0
@@ -121,3 +125,29 @@ async def sweep(ctx: dict[str, Any]) -> int:
     if stale:
         log.info("sweeper re-enqueued %d notifications", len(stale))
     return len(stale)
+
+
+RETENTION_BATCH = 1000
+"""Rows deleted per transaction: short locks, so deliveries are not held up."""
+RETENTION_BUDGET_S = 20.0
+"""Time one retention run may take; what is left waits for the next run."""
+
+
+async def retention(ctx: dict[str, Any]) -> int:
+    """Delete entries older than ``TIDINGS_RETENTION_DAYS`` (and what only they needed), in batches."""
+    settings: Settings = ctx["settings"]
+    store: RetentionStore = ctx["retention"]
+    cutoff = utcnow() - timedelta(days=settings.retention_days)
+    deadline = asyncio.get_running_loop().time() + RETENTION_BUDGET_S
+    removed = 0
+    try:
+        while asyncio.get_running_loop().time() < deadline:
+            purged = await store.purge_batch(cutoff, RETENTION_BATCH)
+            removed += purged.total
+            if purged.total == 0:
+                break
+    except StoreUnavailable as exc:
+        log.warning("retention paused: %s", exc.detail)
+    if removed:
+        log.info("retention removed %d rows older than %s", removed, cutoff.isoformat())
+    return removed

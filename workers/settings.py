@@ -12,6 +12,7 @@ from service.queue import JobName, queue_for
 from service.settings import Settings
 from service.store.engine import Database
 from service.store.repository import Repository
+from service.store.retention import RetentionStore
 from workers import context, jobs
 
 SWEEP_EVERY_S = 5
@@ -26,7 +27,8 @@ def worker_kwargs(settings: Settings) -> dict[str, Any]:
             func(jobs.deliver_chunk, name=JobName.DELIVER_CHUNK, max_tries=jobs.MAX_TRIES),
         ],
         "cron_jobs": [
-            cron(jobs.sweep, name=f"{settings.queue_name}:sweep", second=set(range(0, 60, SWEEP_EVERY_S)), run_at_startup=True, unique=True)
+            cron(jobs.sweep, name=f"{settings.queue_name}:sweep", second=set(range(0, 60, SWEEP_EVERY_S)), run_at_startup=True, unique=True),
+            cron(jobs.retention, name=f"{settings.queue_name}:retention", second=30, run_at_startup=True, unique=True, timeout=60),
         ],
         "queue_name": settings.queue_name,
         "redis_settings": RedisSettings.from_dsn(redis_url),
@@ -50,7 +52,12 @@ def create_workers(settings: Settings) -> tuple[Worker, Worker]:
     lock. The first handles SIGINT/SIGTERM and stops the second with it.
     """
     database = Database.connect(settings.database_url)
-    shared = {"settings": settings, "database": database, "repository": Repository(database)}
+    shared = {
+        "settings": settings,
+        "database": database,
+        "repository": Repository(database),
+        "retention": RetentionStore(database),
+    }
     normal = create_worker(settings, ctx=dict(shared))
     high = create_worker(
         settings, ctx=dict(shared), queue_name=queue_for(settings.queue_name, "high"), cron_jobs=None,

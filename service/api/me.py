@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Request, get
+from litestar import Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter, PathParameter
 
-from service.api.schemas import EntryPage, UnreadCount
+from service.api.schemas import EntryPage, StateChangeIn, StateChangeOut, UnreadCount
 from service.auth.tokens import Principal
 from service.domain import rules
 from service.domain.cursor import Cursor, InvalidCursorError
 from service.errors import CursorReset, InvalidCursor, InvalidRequest
 from service.lifespan import Services
+from service.read_state import change_state
+from service.store.inbox import EntryFilter
 from service.store.repository import Repository
 
 _SECURITY = [{"userToken": []}]
@@ -37,6 +39,7 @@ def parse_cursor(text: str, field: str) -> Cursor:
         "`before` the history: the entry that cursor follows and older ones, newest first "
         "(pass the head cursor, e.g. from `ready` or a page, to start at the newest). "
         "An empty page's `next_cursor` is the cursor given (the head when none). "
+        "`unread` and `archived` filter either way. Expired entries are never listed. "
         "A cursor from an erased inbox is 410 `cursor_reset`: restart without one."
     ),
 )
@@ -50,6 +53,12 @@ async def list_notifications(
         Parameter(description="History: the entry this cursor follows and older ones, newest first."),
     ] = None,
     limit: Annotated[int, Parameter(ge=1, le=rules.MAX_PAGE)] = rules.DEFAULT_PAGE,
+    unread: Annotated[
+        bool | None, Parameter(description="true: only unread entries; false: only read ones.")
+    ] = None,
+    archived: Annotated[
+        bool | None, Parameter(description="true: only archived entries; false: only those not archived.")
+    ] = None,
 ) -> EntryPage:
     """A page of the caller's inbox."""
     if "wait" in request.query_params:
@@ -58,12 +67,13 @@ async def list_notifications(
     if after is not None and before is not None:
         raise InvalidRequest("give after or before, not both", field="before")
     repo = services.repository
+    only = EntryFilter(unread=unread, archived=archived)
     if before is not None:
         cursor = await _current(repo, principal, parse_cursor(before, "before"))
-        page = await repo.page_before(principal.app_id, principal.user_id, cursor, limit)
+        page = await repo.page_before(principal.app_id, principal.user_id, cursor, limit, only)
     else:
         start = await _current(repo, principal, parse_cursor(after, "after")) if after is not None else None
-        page = await repo.page_after(principal.app_id, principal.user_id, start, limit)
+        page = await repo.page_after(principal.app_id, principal.user_id, start, limit, only)
     return EntryPage(
         items=page.items, next_cursor=page.next_cursor.encode(), has_more=page.has_more, truncated=page.truncated
     )
@@ -85,4 +95,37 @@ async def unread_count(services: NamedDependency[Services], principal: NamedDepe
     return UnreadCount(unread=await services.repository.unread_count(principal.app_id, principal.user_id))
 
 
-route_handlers = [list_notifications, unread_count]
+@post(
+    "/v1/me/notifications/{action:str}",
+    status_code=200,
+    security=_SECURITY,
+    tags=["user"],
+    summary="Mark entries read, unread, archived or unarchived",
+    description=(
+        "`action` is `read`, `unread`, `archive` or `unarchive`. The body names the entries: "
+        '`{"ids": [...]}` (notification ids, unknown ones are ignored) or `{"up_to": cursor}` (every entry up '
+        "to and including it). Every connected device of the user gets a `state` frame with the new unread "
+        "count; the answer carries the same count."
+    ),
+)
+async def mark(
+    action: Annotated[str, PathParameter(pattern="^(read|unread|archive|unarchive)$")],
+    data: JSONBody[StateChangeIn],
+    services: NamedDependency[Services],
+    principal: NamedDependency[Principal],
+) -> StateChangeOut:
+    """Change the read state of some entries."""
+    up_to = parse_cursor(data.up_to, "up_to") if data.up_to is not None else None
+    change = await change_state(
+        services.repository,
+        services.publisher,
+        services.settings.channel_prefix,
+        principal,
+        action,  # type: ignore[arg-type]
+        ids=data.ids,
+        up_to=up_to,
+    )
+    return StateChangeOut(updated=change.updated, unread=change.unread, cursor=change.head.encode())
+
+
+route_handlers = [list_notifications, unread_count, mark]

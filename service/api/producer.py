@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated
 
 import msgspec
@@ -30,10 +31,17 @@ from service.delivery import deliver_all
 from service.domain import rules
 from service.domain.channels import inbox_channel
 from service.domain.codes import ErrorCode
-from service.errors import BrokerUnavailable, IdempotencyConflict, InvalidRequest, NotFound
+from service.errors import (
+    BrokerUnavailable,
+    IdempotencyConflict,
+    InvalidRequest,
+    NotCancellable,
+    NotFound,
+)
 from service.lifespan import Services
 from service.queue import enqueue_delivery
-from service.store.repository import NewNotification, iso
+from service.store.access import aware, iso, utcnow
+from service.store.repository import NewNotification, StoredNotification
 
 _SECURITY = [{"apiKey": []}]
 
@@ -79,10 +87,10 @@ async def send_notification(
     if outcome.replayed:
         # A replay gets the first answer again; GET /v1/notifications/{id} tells where it is now.
         return Response(
-            Accepted(id=outcome.id, status="accepted"), status_code=202, headers={"Idempotent-Replayed": "true"}
+            Accepted(id=outcome.id, status=outcome.status), status_code=202, headers={"Idempotent-Replayed": "true"}
         )
     background = None
-    if outcome.degraded:
+    if outcome.degraded and outcome.status == "accepted":  # a scheduled one waits for the sweeper
         background = BackgroundTask(_deliver_here, services, [outcome.id])
     return Response(
         Accepted(id=outcome.id, status=outcome.status, degraded=outcome.degraded), status_code=202, background=background
@@ -97,12 +105,21 @@ class _Outcome:
     degraded: bool
 
 
+def _check(data: NotificationIn) -> None:
+    """What the schema cannot say: one kind of recipients, nesting depth, the schedule's horizon."""
+    if (data.recipients.users is None) == (data.recipients.topic is None):
+        raise InvalidRequest("give recipients.users or recipients.topic, exactly one of them", field="recipients")
+    if rules.json_depth(data.data) > rules.MAX_DATA_DEPTH:
+        raise InvalidRequest(f"data nests deeper than {rules.MAX_DATA_DEPTH} levels", field="data")
+    if data.send_at is not None and data.send_at > utcnow() + timedelta(seconds=rules.MAX_SCHEDULE_AHEAD_S):
+        raise InvalidRequest("send_at is more than a year ahead", field="send_at")
+
+
 async def _accept(
     services: Services, producer: Producer, data: NotificationIn, idempotency_key: str | None
 ) -> _Outcome:
     """Store one notification (or find its Idempotency-Key's) and queue its fan-out."""
-    if rules.json_depth(data.data) > rules.MAX_DATA_DEPTH:
-        raise InvalidRequest(f"data nests deeper than {rules.MAX_DATA_DEPTH} levels", field="data")
+    _check(data)
     settings = services.settings
     stored, created = await services.repository.accept(
         NewNotification(
@@ -112,19 +129,23 @@ async def _accept(
             body=data.body,
             data=data.data,
             priority=data.priority,
-            recipients=_unique(data.recipients.users),
+            recipients=_unique(data.recipients.users or []),
             producer=producer.key_id,
             idempotency_key=idempotency_key,
             request_hash=_request_hash(data),
+            topic=data.recipients.topic,
+            send_at=data.send_at,
+            ttl_seconds=data.ttl_seconds,
         )
     )
     if created:
         services.metrics.accepted.inc()
     degraded = False
-    if stored.status == "accepted":
+    if stored.status in ("accepted", "scheduled"):
         try:
             await enqueue_delivery(
-                services.arq, settings.queue_name, settings.channel_prefix, stored.id, stored.priority
+                services.arq, settings.queue_name, settings.channel_prefix, stored.id, stored.priority,
+                defer_until=stored.send_at if stored.status == "scheduled" else None,
             )
         except BrokerUnavailable:
             # The row is durable; deliver it from here (the sweeper would, too, once Redis is back).
@@ -132,7 +153,9 @@ async def _accept(
             degraded = created
             if created:
                 services.metrics.degraded.inc()
-    return _Outcome(id=stored.id, status=stored.status, replayed=not created, degraded=degraded)
+    # A replay answers what the first request was answered, not where delivery stands now.
+    first_status = "scheduled" if stored.send_at is not None and aware(stored.send_at) > aware(stored.created_at) else "accepted"
+    return _Outcome(id=stored.id, status=first_status, replayed=not created, degraded=degraded)
 
 
 async def _deliver_here(services: Services, notification_ids: list[str]) -> None:
@@ -177,10 +200,10 @@ async def send_batch(
             where = ".idempotency_key" if isinstance(exc, IdempotencyConflict) else f".{exc.field}" if exc.field else ""
             results.append(BatchResult(index=index, error=BatchError(exc.code, exc.detail, f"notifications[{index}]{where}")))
             continue
-        if outcome.degraded:
+        if outcome.degraded and outcome.status == "accepted":
             degraded.append(outcome.id)
         results.append(
-            BatchResult(index=index, id=outcome.id, status="accepted" if outcome.replayed else outcome.status,
+            BatchResult(index=index, id=outcome.id, status=outcome.status,
                         replayed=outcome.replayed, degraded=outcome.degraded)
         )
     background = BackgroundTask(_deliver_here, services, degraded) if degraded else None
@@ -195,7 +218,10 @@ async def get_notification(notification_id: FromPath[str], services: NamedDepend
         found = await services.repository.status_of(notification_id, producer.app_id)
     if found is None:
         raise NotFound(f"no notification {notification_id}")
-    stored, delivered = found
+    return _status(*found)
+
+
+def _status(stored: StoredNotification, delivered: int) -> NotificationStatus:
     return NotificationStatus(
         id=stored.id,
         status=stored.status,  # type: ignore[arg-type]
@@ -203,7 +229,36 @@ async def get_notification(notification_id: FromPath[str], services: NamedDepend
         delivered=delivered,
         reason=stored.reason,
         created_at=iso(stored.created_at) or "",
+        topic=stored.topic,
+        send_at=iso(stored.send_at),
     )
+
+
+@delete(
+    "/v1/notifications/{notification_id:str}",
+    status_code=200,
+    security=_SECURITY,
+    tags=["producer"],
+    summary="Cancel a notification",
+    description=(
+        "Cancels a notification whose delivery has not started: a scheduled one before it is due, or one "
+        "still waiting in the queue. Answers its status (`cancelled`; cancelling again answers the same). "
+        "Once delivery has started, or it is delivered or failed, the answer is 409 `not_cancellable` and "
+        "nothing changes. A cancel racing the due time is either cancelled or delivered, never both."
+    ),
+)
+async def cancel_notification(
+    notification_id: FromPath[str], services: NamedDependency[Services], producer: NamedDependency[Producer]
+) -> NotificationStatus:
+    """Cancel a notification that is not yet being delivered."""
+    found = None
+    if re.fullmatch(rules.NOTIFICATION_ID_PATTERN, notification_id):
+        found = await services.repository.cancel(notification_id, producer.app_id)
+    if found is None:
+        raise NotFound(f"no notification {notification_id}")
+    if found[0].status != "cancelled":
+        raise NotCancellable(f"notification {notification_id} is {found[0].status}; its delivery has started")
+    return _status(*found)
 
 
 @delete(
@@ -230,4 +285,4 @@ async def erase_user(
         pass  # connected streams notice the new epoch on their next positioning pass
 
 
-route_handlers = [send_notification, send_batch, get_notification, erase_user]
+route_handlers = [send_notification, send_batch, get_notification, cancel_notification, erase_user]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -15,17 +16,40 @@ UserId = Annotated[
 ]
 
 
-class Recipients(msgspec.Struct, forbid_unknown_fields=True):
-    """Who receives a notification."""
+Topic = Annotated[
+    str,
+    Meta(min_length=1, max_length=rules.MAX_TOPIC_LENGTH, pattern=rules.TOPIC_PATTERN, examples=["project-7"]),
+]
+NotificationId = Annotated[str, Meta(pattern=rules.NOTIFICATION_ID_PATTERN, examples=["0193a8c2f1e04b6f9d2a7c1e5b3f8a90"])]
 
-    users: Annotated[
-        list[UserId],
-        Meta(
-            min_length=1,
-            max_length=rules.MAX_RECIPIENTS,
-            description=f"1 to {rules.MAX_RECIPIENTS} user ids; duplicates count once.",
-        ),
-    ]
+
+class Recipients(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Who receives a notification: ``users`` or ``topic``, exactly one of them."""
+
+    users: (
+        Annotated[
+            list[UserId],
+            Meta(
+                min_length=1,
+                max_length=rules.MAX_RECIPIENTS,
+                description=f"1 to {rules.MAX_RECIPIENTS} user ids; duplicates count once.",
+            ),
+        ]
+        | None
+    ) = None
+    topic: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=rules.MAX_TOPIC_LENGTH,
+                pattern=rules.TOPIC_PATTERN,
+                description="A topic: its subscribers when delivery starts (for `send_at`: when due).",
+                examples=["project-7"],
+            ),
+        ]
+        | None
+    ) = None
 
 
 class NotificationIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -50,6 +74,31 @@ class NotificationIn(msgspec.Struct, forbid_unknown_fields=True):
         default_factory=dict
     )
     priority: Literal["normal", "high"] = "normal"
+    ttl_seconds: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=rules.MAX_TTL_S,
+                description="Hide the entries this many seconds after delivery is due (poll, stream and counts).",
+            ),
+        ]
+        | None
+    ) = None
+    send_at: (
+        Annotated[
+            datetime,
+            Meta(
+                tz=True,
+                description=(
+                    "Deliver at this time (RFC 3339 with an offset), at most a year ahead; `scheduled` until then. "
+                    "A time in the past delivers now."
+                ),
+                examples=["2026-12-24T09:00:00Z"],
+            ),
+        ]
+        | None
+    ) = None
 
 
 class BatchItem(NotificationIn):
@@ -67,7 +116,7 @@ class BatchItem(NotificationIn):
         """The item without its key, as ``POST /v1/notifications`` would receive it."""
         return NotificationIn(
             recipients=self.recipients, type=self.type, title=self.title, body=self.body, data=self.data,
-            priority=self.priority,
+            priority=self.priority, ttl_seconds=self.ttl_seconds, send_at=self.send_at,
         )
 
 
@@ -132,6 +181,9 @@ class NotificationStatus(msgspec.Struct):
     """How many inbox entries are stored for it."""
     reason: str | None
     created_at: str
+    topic: str | None = None
+    """The topic it was sent to (its subscribers are counted once delivery starts)."""
+    send_at: str | None = None
 
 
 class EntryPage(msgspec.Struct):
@@ -149,6 +201,54 @@ class UnreadCount(msgspec.Struct):
     """The user's unread entries."""
 
     unread: int
+
+
+class StateChangeIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Which entries to change: by notification ``ids``, or every entry up to a cursor; one of the two."""
+
+    ids: (
+        Annotated[
+            list[NotificationId],
+            Meta(min_length=1, max_length=rules.MAX_STATE_IDS, description="Notification ids (an entry's `id`)."),
+        ]
+        | None
+    ) = None
+    up_to: Annotated[str, Meta(description="A cursor: every entry up to and including it.")] | None = None
+
+
+class StateChangeOut(msgspec.Struct):
+    """The outcome of a read-state change (the same is pushed to the user's devices)."""
+
+    updated: int
+    """Entries whose state changed (those already in it are left as they were)."""
+    unread: int
+    """The unread count right after the change."""
+    cursor: str
+    """The inbox head the count is as of."""
+
+
+class SubscribersIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Users to subscribe to a topic."""
+
+    users: Annotated[
+        list[UserId],
+        Meta(min_length=1, max_length=rules.MAX_SUBSCRIBE_BATCH, description=f"1 to {rules.MAX_SUBSCRIBE_BATCH} user ids."),
+    ]
+
+
+class SubscribersAdded(msgspec.Struct):
+    """How many of the users were not subscribed before."""
+
+    added: int
+
+
+class NamePage(msgspec.Struct):
+    """A page of names (user ids or topics) in ascending order."""
+
+    items: list[str]
+    has_more: bool
+    next_after: str | None
+    """Pass as ``after`` for the next page (``null`` on the last one)."""
 
 
 class Problem(msgspec.Struct, omit_defaults=True):

@@ -12,6 +12,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+STATE_SEQ = 0
+"""The seq of a message that carries a ``state`` frame (read-state change): not an entry, not
+ordered. Seq 0 with an empty frame announces a new epoch (an erased inbox)."""
+
 MessageHandler = Callable[[str, int, int, bytes], None]
 """Called with (channel, epoch, seq, frame) for each message; must not block."""
 ResetHandler = Callable[[], Awaitable[None]]

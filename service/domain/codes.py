@@ -22,6 +22,8 @@ class ErrorCode(StrEnum):
     """405: the path exists but not with this method."""
     IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     """409: the Idempotency-Key was used with a different body."""
+    NOT_CANCELLABLE = "not_cancellable"
+    """409: the notification's delivery has already started (or ended); it cannot be cancelled."""
     CURSOR_RESET = "cursor_reset"
     """410: the inbox was erased since the cursor was issued; restart from the head."""
     PAYLOAD_TOO_LARGE = "payload_too_large"

@@ -25,3 +25,17 @@ def ready_frame(cursor: str, unread: int, truncated: bool = False) -> bytes:
 def error_frame(code: str, message: str) -> bytes:
     """``{"type":"error","code","message"}``, sent before a close."""
     return _encoder.encode({"type": "error", "code": code, "message": message})
+
+
+def state_frame(
+    action: str, *, ids: list[str] | None, up_to: str | None, at: str | None, unread: int, cursor: str
+) -> bytes:
+    """``{"type":"state","action","ids"|"up_to","at","unread","cursor"}``: entries of this inbox
+    changed read state; ``unread`` is the count right after the change, as of ``cursor`` (the head)."""
+    frame: dict[str, object] = {"type": "state", "action": action}
+    if ids is not None:
+        frame["ids"] = ids
+    if up_to is not None:
+        frame["up_to"] = up_to
+    frame |= {"at": at, "unread": unread, "cursor": cursor}
+    return _encoder.encode(frame)

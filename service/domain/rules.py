@@ -13,6 +13,16 @@ MAX_BODY_LENGTH = 10_000
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 IDEMPOTENCY_WINDOW_S = 24 * 3600
 """How long an Idempotency-Key is remembered per app and producer key."""
+MAX_TOPIC_LENGTH = 128
+TOPIC_PATTERN = r"^[A-Za-z0-9._:@-]+$"
+"""Topic names: safe in a URL path segment, like user ids but without ``|+=``."""
+MAX_SUBSCRIBE_BATCH = 1000
+"""Users subscribed to a topic by one request."""
+MAX_TTL_S = 366 * 24 * 3600
+MAX_SCHEDULE_AHEAD_S = 366 * 24 * 3600
+"""How far ahead ``send_at`` may be."""
+MAX_STATE_IDS = 500
+"""Notification ids in one read-state change."""
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 USER_ID_PATTERN = r"^[A-Za-z0-9._:@|+=-]+$"

@@ -14,6 +14,9 @@ last read can be missed):
    seq is remembered, their bytes dropped);
 3. go live and send ``ready``; from then on each live entry is sent, dropped
    (seq <= last_sent) or preceded by a read of the gap from the store.
+
+``state`` frames (read-state changes, published with seq 0) are not entries:
+they are queued apart and sent at the next point between entries, replay included.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from service.broker.base import STATE_SEQ
 from service.domain.codes import CloseCode, ErrorCode
 from service.domain.cursor import Cursor
 from service.domain.frames import PING, error_frame, notification_frame, ready_frame
@@ -78,6 +82,8 @@ class Stream:
         self._pending_bytes = 0
         self._hinted = 0
         """Highest seq announced while not buffering (or behind the store head)."""
+        self._states: deque[bytes] = deque()
+        self._state_bytes = 0
         self._epoch_changed = False
         self.truncated = False
         """Whether the replay found entries missing after the cursor (removed by retention)."""
@@ -90,7 +96,9 @@ class Stream:
         """A published entry for this user."""
         if self._closing is not None:
             return
-        if epoch != self.epoch and self.epoch:
+        if seq == STATE_SEQ and frame:
+            self._offer_state(epoch, frame)
+        elif epoch != self.epoch and self.epoch:
             self._epoch_changed = True
         elif not self._buffering:
             self._hinted = max(self._hinted, seq)
@@ -100,6 +108,15 @@ class Stream:
             self._pending.append((epoch, seq, frame))
             self._pending_bytes += len(frame)
         self._wake.set()
+
+    def _offer_state(self, epoch: int, frame: bytes) -> None:
+        if self.epoch and epoch != self.epoch:
+            return  # about an inbox this stream no longer shows
+        if self._state_bytes + len(frame) > self._budget:
+            self.close(StreamClosed(CloseCode.TOO_SLOW, "too slow: the socket is not draining"))
+            return
+        self._states.append(frame)
+        self._state_bytes += len(frame)
 
     def behind(self, head: Cursor) -> None:
         """The store's head for this inbox (from a positioning pass)."""
@@ -140,7 +157,7 @@ class Stream:
 
     async def _start(self, cursor: Cursor | None) -> None:
         app_id = self.principal.app_id
-        head = await self._repo.head(app_id, self.user_id)
+        head, floor = await self._repo.head_and_floor(app_id, self.user_id)
         self.epoch = head.epoch
         if cursor is None:
             self.last_sent = head.seq
@@ -153,6 +170,7 @@ class Stream:
                 )
             self.last_sent = cursor.seq
             self._hinted = head.seq
+            self.truncated = cursor.seq < floor  # retention removed entries this device had not seen
             await self._catch_up()
         # No await between the last store read and this switch: no hint can slip between.
         self._buffering = True
@@ -168,14 +186,13 @@ class Stream:
                     self.principal.app_id, self.user_id, self.epoch, self.last_sent, self._page, up_to=target
                 )
                 if not entries:
-                    # Hinted seqs beyond what is stored (e.g. retention removed them): skip ahead.
+                    # Nothing visible up to the target (expired, or removed by retention): skip ahead.
                     self.last_sent = max(self.last_sent, target)
                     break
-                if not self._buffering and entries[0].seq > self.last_sent + 1:
-                    self.truncated = True
                 for entry in entries:
                     await self._send(notification_frame(entry))
                     self.last_sent = entry.seq
+                await self._send_states()
                 self._check_closing()
 
     async def _live(self) -> None:
@@ -200,7 +217,14 @@ class Stream:
             if now >= next_ping:
                 await self._send(PING)
                 next_ping = now + self._ping_interval
+            await self._send_states()
             await self._drain()
+
+    async def _send_states(self) -> None:
+        while self._states:
+            frame = self._states.popleft()
+            self._state_bytes -= len(frame)
+            await self._send(frame)
 
     async def _drain(self) -> None:
         while self._pending:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -17,26 +18,30 @@ from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
 from service.auth.tokens import Principal, verify_user_token
+from service.domain import rules
 from service.domain.channels import inbox_channel
 from service.domain.codes import CloseCode, ErrorCode
 from service.domain.cursor import Cursor, InvalidCursorError
 from service.domain.frames import error_frame
-from service.errors import Unauthorized
+from service.errors import InvalidRequest, TidingsError, Unauthorized
 from service.gateway.stream import Stream, StreamClosed
 from service.lifespan import Services
+from service.read_state import change_state
 
 log = logging.getLogger("tidings.gateway")
 
 SUBSCRIBE_TIMEOUT_S = 5.0
 
 
-class _AuthFrame(msgspec.Struct):
+class _ClientFrame(msgspec.Struct):
     type: str
     token: str | None = None
     cursor: str | None = None
+    ids: list[str] | None = None
+    up_to: str | None = None
 
 
-_decode_frame = msgspec.json.Decoder(_AuthFrame).decode
+_decode_frame = msgspec.json.Decoder(_ClientFrame).decode
 
 
 CLOSE_TIMEOUT_S = 2.0
@@ -92,7 +97,7 @@ async def _authenticate(
 
 
 async def _read_client_frames(socket: WebSocket[Any, Any, Any], stream: Stream, services: Services) -> None:
-    """Handle ``auth`` (token refresh) and ``pong``; end the stream when the client leaves."""
+    """Handle ``auth`` (token refresh), ``read`` and ``pong``; end the stream when the client leaves."""
     settings = services.settings
     try:
         while True:
@@ -111,8 +116,29 @@ async def _read_client_frames(socket: WebSocket[Any, Any, Any], stream: Stream, 
                     stream.close(_policy(ErrorCode.FORBIDDEN, "a refreshed token must be for the same user"))
                     return
                 stream.refresh(principal)
+            elif frame.type == "read":
+                await _mark_read(frame, stream, services)
     except (WebSocketDisconnect, RuntimeError, OSError):
         stream.close(StreamClosed(CloseCode.NORMAL, "client went away"))
+
+
+async def _mark_read(frame: _ClientFrame, stream: Stream, services: Services) -> None:
+    """``{"type":"read","ids":[...]}`` or ``{"type":"read","up_to":cursor}``; the ``state`` frame
+    that follows (to every device of the user) is the answer. A bad one is ignored."""
+    try:
+        up_to = Cursor.decode(frame.up_to) if frame.up_to is not None else None
+        ids = frame.ids
+        if ids is not None and (
+            not 0 < len(ids) <= rules.MAX_STATE_IDS
+            or not all(re.fullmatch(rules.NOTIFICATION_ID_PATTERN, item) for item in ids)
+        ):
+            raise InvalidRequest("ids must be 1 to 500 notification ids", field="ids")
+        await change_state(
+            services.repository, services.publisher, services.settings.channel_prefix, stream.principal, "read",
+            ids=ids, up_to=up_to,
+        )
+    except (InvalidCursorError, TidingsError) as exc:
+        log.info("read frame of %s ignored: %s", stream.user_id, exc)
 
 
 @websocket("/v1/stream")

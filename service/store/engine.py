@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
@@ -64,13 +65,16 @@ class Database:
 
     writer: AsyncEngine
     reader: AsyncEngine
+    write_lock: asyncio.Lock | None = field(default=None)
+    """On SQLite, the lock every writer of this process queues on (see ``access.Store``)."""
 
     @classmethod
     def connect(cls, url: str) -> Database:
         """Engines for ``url``; nothing is opened until first use."""
         writer = create_engine(url, immediate=True)
         reader = create_engine(url, immediate=False) if url.startswith("sqlite") else writer
-        return cls(writer=writer, reader=reader)
+        sqlite = url.startswith("sqlite")
+        return cls(writer=writer, reader=reader, write_lock=asyncio.Lock() if sqlite else None)
 
     @property
     def dialect(self) -> str:

@@ -1,4 +1,4 @@
-"""The store's one door: notifications, inbox entries and per-inbox seq counters.
+"""Notifications and their fan-out into inbox entries with per-inbox seq counters.
 
 Every SQLAlchemy exception that means "the database is not answering" leaves
 this module as :class:`~service.errors.StoreUnavailable`; a duplicate
@@ -8,69 +8,37 @@ Idempotency-Key leaves it as an existing notification or an
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import dataclasses
 import secrets
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.domain.cursor import Cursor
 from service.domain.models import Entry
 from service.domain.rules import IDEMPOTENCY_WINDOW_S
-from service.errors import IdempotencyConflict, StoreUnavailable
-from service.store.engine import SQLITE_LOCK_WAIT_S, Database
-from service.store.tables import ErasedEntry, InboxCounter, InboxEntry, Notification
-
-FIRST_EPOCH = 1
-"""Epoch of an inbox that has never been erased."""
+from service.errors import IdempotencyConflict
+from service.store.access import aware, iso, utcnow
+from service.store.inbox import ENTRY_COLUMNS, FIRST_EPOCH, InboxStore, entry_from_row
+from service.store.tables import (
+    ErasedEntry,
+    InboxCounter,
+    InboxEntry,
+    Notification,
+    TopicSubscription,
+)
 
 _notifications = Notification.__table__
 _entries = InboxEntry.__table__
 _counters = InboxCounter.__table__
 _erased = ErasedEntry.__table__
-
-_ENTRY_COLUMNS = (
-    _entries.c.seq,
-    _entries.c.epoch,
-    _entries.c.created_at,
-    _entries.c.expires_at,
-    _entries.c.read_at,
-    _entries.c.archived_at,
-    _notifications.c.id,
-    _notifications.c.type,
-    _notifications.c.title,
-    _notifications.c.body,
-    _notifications.c.data,
-    _notifications.c.priority,
-)
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-def iso(moment: datetime | None) -> str | None:
-    """RFC 3339 text in UTC with milliseconds; SQLite hands back naive UTC values."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
+_subscriptions = TopicSubscription.__table__
 
 def new_notification_id() -> str:
     """A 32-character id that sorts by creation time."""
@@ -91,6 +59,12 @@ class NewNotification:
     producer: str
     idempotency_key: str | None
     request_hash: str | None
+    topic: str | None = None
+    """Set instead of ``recipients``: resolved to the topic's subscribers when delivery starts."""
+    send_at: datetime | None = None
+    """Deliver then, not now (``scheduled`` until it is due)."""
+    ttl_seconds: int | None = None
+    """Hide the entries this long after delivery is due."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +85,14 @@ class StoredNotification:
     created_at: datetime
     expires_at: datetime | None
     request_hash: str | None
+    topic: str | None = None
+    send_at: datetime | None = None
+    started_at: datetime | None = None
+
+    @property
+    def due(self) -> bool:
+        """Whether its ``send_at`` (if any) has come."""
+        return self.send_at is None or aware(self.send_at) <= utcnow()
 
     @classmethod
     def from_row(cls, row: Any) -> StoredNotification:
@@ -130,6 +112,9 @@ class StoredNotification:
             created_at=row.created_at,
             expires_at=row.expires_at,
             request_hash=row.request_hash,
+            topic=row.topic,
+            send_at=row.send_at,
+            started_at=row.started_at,
         )
 
 
@@ -142,123 +127,9 @@ class Delivered:
     entry: Entry
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    """Entries after a cursor, in seq order."""
-
-    items: list[Entry]
-    next_cursor: Cursor
-    has_more: bool
-    truncated: bool
-
-
-def _entry_from_row(row: Any) -> Entry:
-    return Entry(
-        id=row.id,
-        seq=row.seq,
-        cursor=Cursor(row.epoch, row.seq).encode(),
-        type=row.type,
-        title=row.title,
-        body=row.body,
-        data=row.data,
-        priority=row.priority,
-        created_at=iso(row.created_at) or "",
-        expires_at=iso(row.expires_at),
-        read_at=iso(row.read_at),
-        archived_at=iso(row.archived_at),
-    )
-
-
-def _inbox_entries(app_id: str, user_id: str, epoch: int, *conditions: Any) -> Any:
-    """Entries of one inbox epoch, joined with their notifications, filtered by ``conditions``."""
-    return (
-        select(*_ENTRY_COLUMNS)
-        .join(_notifications, _notifications.c.id == _entries.c.notification_id)
-        .where(_entries.c.app_id == app_id, _entries.c.user_id == user_id, _entries.c.epoch == epoch, *conditions)
-    )
-
-
-_UNAVAILABLE = (OperationalError, InterfaceError, OSError, ConnectionError, TimeoutError)
-_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
-"""Serialization failure and deadlock: the transaction can simply run again."""
-
-
-def _transient(exc: DBAPIError) -> bool:
-    return exc.connection_invalidated or getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
-
-
-class Repository:
-    """Reads and writes of the store. Safe to share across tasks."""
-
-    def __init__(self, database: Database) -> None:
-        self._db = database
-        self._insert = postgresql.insert if database.dialect == "postgresql" else sqlite.insert
-        # SQLite has one writer at a time anyway: queue this process's writers here, in order,
-        # rather than have each of them poll the file lock against the others.
-        self._sqlite_writer = asyncio.Lock() if database.dialect == "sqlite" else None
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        async with contextlib.AsyncExitStack() as stack:
-            if self._sqlite_writer is not None:
-                await stack.enter_async_context(self._sqlite_writer)
-            async with self._transaction() as connection:
-                yield connection
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._db.writer.connect() as connection:
-                await self._begin(connection)
-                try:
-                    yield connection
-                except BaseException:
-                    await connection.rollback()
-                    raise
-                await connection.commit()
-        except IntegrityError:
-            raise
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-        except DBAPIError as exc:
-            if _transient(exc):
-                raise StoreUnavailable(f"database busy or connection lost: {type(exc.orig).__name__}") from exc
-            raise
-
-    async def _begin(self, connection: AsyncConnection) -> None:
-        """Begin a write transaction; on SQLite, wait for the write lock without blocking.
-
-        SQLite's own busy handler sleeps in growing steps (up to 100 ms) while another
-        process writes; polling here with short async sleeps keeps writers close behind
-        each other and the event loop free.
-        """
-        if self._db.dialect != "sqlite":
-            await connection.begin()
-            return
-        deadline = time.monotonic() + SQLITE_LOCK_WAIT_S
-        delay = 0.0005
-        while True:
-            try:
-                await connection.begin()
-                return
-            except OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                await connection.rollback()
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.004)
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        try:
-            async with self._db.reader.connect() as connection:
-                yield connection
-        except _UNAVAILABLE as exc:
-            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-        except DBAPIError as exc:
-            if _transient(exc):
-                raise StoreUnavailable(f"database busy or connection lost: {type(exc.orig).__name__}") from exc
-            raise
+class Repository(InboxStore):
+    """Notifications and their fan-out, plus the inbox reads of :class:`InboxStore`. Safe to share
+    across tasks."""
 
     async def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless the database answers."""
@@ -268,7 +139,7 @@ class Repository:
     # -- notifications ---------------------------------------------------------------
 
     async def accept(self, new: NewNotification) -> tuple[StoredNotification, bool]:
-        """Store a notification as ``accepted``.
+        """Store a notification as ``accepted`` (``scheduled`` when its ``send_at`` is ahead).
 
         Returns:
             The stored notification and whether this call created it (``False``
@@ -277,6 +148,8 @@ class Repository:
         Raises:
             IdempotencyConflict: the key was used before with a different request.
         """
+        now = utcnow()
+        due_at = max(now, new.send_at) if new.send_at is not None else now
         row = {
             "id": new_notification_id(),
             "app_id": new.app_id,
@@ -285,22 +158,25 @@ class Repository:
             "body": new.body,
             "data": new.data,
             "priority": new.priority,
-            "status": "accepted",
+            "status": "scheduled" if due_at > now else "accepted",
             "reason": None,
             "recipients": new.recipients,
             "recipient_count": len(new.recipients),
+            "topic": new.topic,
             "producer": new.producer,
             "idempotency_key": new.idempotency_key,
             "request_hash": new.request_hash,
-            "created_at": utcnow(),
-            "expires_at": None,
+            "created_at": now,
+            "expires_at": due_at + timedelta(seconds=new.ttl_seconds) if new.ttl_seconds else None,
             "delivered_at": None,
+            "send_at": new.send_at,
+            "started_at": None,
         }
         expired: StoredNotification | None = None
         if new.idempotency_key is not None:
             existing = await self._by_idempotency_key(new)
             if existing is not None:
-                if _aware(existing.created_at) > row["created_at"] - timedelta(seconds=IDEMPOTENCY_WINDOW_S):
+                if aware(existing.created_at) > row["created_at"] - timedelta(seconds=IDEMPOTENCY_WINDOW_S):
                     return self._same_request(existing, new), False
                 expired = existing  # remembered for 24 h only: this key now names a new notification
         try:
@@ -395,7 +271,7 @@ class Repository:
         # Lock the notification row before counting: of two chunks committing at once, each
         # would otherwise count without the other's uncommitted entries and neither would mark
         # it delivered. Taken last, after every counter row, so it cannot close a lock cycle.
-        if self._sqlite_writer is None:  # SQLite transactions are serialized already
+        if not self._serialized:  # SQLite transactions are serialized already
             await connection.execute(
                 select(_notifications.c.id).where(_notifications.c.id == notification_id).with_for_update()
             )
@@ -429,14 +305,90 @@ class Repository:
                 .values(status="failed", reason=reason)
             )
 
+    async def start(self, notification_id: str) -> StoredNotification | None:
+        """Begin the delivery of a due notification, once: fix its recipients and make it
+        ``accepted`` and no longer cancellable.
+
+        A topic is resolved here, to its subscribers at this moment (for a scheduled
+        notification: when it is due); a topic without subscribers is ``delivered`` at once.
+        Safe to call again. Returns the notification as it is after the call, whatever its
+        status (``scheduled`` when not yet due), or ``None`` when it does not exist.
+        """
+        async with self._write() as connection:
+            query = select(_notifications).where(_notifications.c.id == notification_id)
+            if not self._serialized:
+                query = query.with_for_update()  # one of start() and cancel() wins, never both
+            row = (await connection.execute(query)).first()
+            if row is None:
+                return None
+            current = StoredNotification.from_row(row)
+            if current.started_at is not None or current.status not in ("accepted", "scheduled") or not current.due:
+                return current
+            now = utcnow()
+            values: dict[str, Any] = {"status": "accepted", "started_at": now}
+            if current.topic is not None:
+                users = list(
+                    (
+                        await connection.execute(
+                            select(_subscriptions.c.user_id)
+                            .where(_subscriptions.c.app_id == current.app_id, _subscriptions.c.topic == current.topic)
+                            .order_by(_subscriptions.c.user_id)
+                        )
+                    ).scalars()
+                )
+                values |= {"recipients": users, "recipient_count": len(users)}
+                if not users:
+                    values |= {"status": "delivered", "delivered_at": now}
+            await connection.execute(
+                update(_notifications).where(_notifications.c.id == notification_id).values(**values)
+            )
+        return dataclasses.replace(
+            current,
+            status=values["status"],
+            started_at=now,
+            recipients=values.get("recipients", current.recipients),
+            recipient_count=values.get("recipient_count", current.recipient_count),
+        )
+
+    async def cancel(self, notification_id: str, app_id: str) -> tuple[StoredNotification, int] | None:
+        """Cancel a notification whose delivery has not started (scheduled, or accepted and
+        still queued). Returns its status afterwards, ``cancelled`` or not; ``None`` if unknown."""
+        async with self._write() as connection:
+            await connection.execute(
+                update(_notifications)
+                .where(
+                    _notifications.c.id == notification_id,
+                    _notifications.c.app_id == app_id,
+                    _notifications.c.status.in_(("scheduled", "accepted")),
+                    _notifications.c.started_at.is_(None),
+                )
+                .values(status="cancelled")
+            )
+        return await self.status_of(notification_id, app_id)
+
     async def stale_accepted(self, older_than: timedelta, limit: int = 500) -> list[tuple[str, str]]:
-        """(id, priority) of notifications still ``accepted`` after ``older_than`` (for the sweeper)."""
+        """(id, priority) of notifications still ``accepted`` after ``older_than`` (for the sweeper).
+
+        Their age counts from when delivery started (a scheduled one may be old when it comes due).
+        """
         cutoff = utcnow() - older_than
+        since = func.coalesce(_notifications.c.started_at, _notifications.c.created_at)
         async with self._read() as connection:
             rows = await connection.execute(
                 select(_notifications.c.id, _notifications.c.priority)
-                .where(_notifications.c.status == "accepted", _notifications.c.created_at < cutoff)
+                .where(_notifications.c.status == "accepted", since < cutoff)
                 .order_by(_notifications.c.created_at)
+                .limit(limit)
+            )
+            return [(row.id, row.priority) for row in rows]
+
+    async def due_scheduled(self, limit: int = 500) -> list[tuple[str, str]]:
+        """(id, priority) of ``scheduled`` notifications whose ``send_at`` has come."""
+        async with self._read() as connection:
+            rows = await connection.execute(
+                select(_notifications.c.id, _notifications.c.priority)
+                .where(_notifications.c.status == "scheduled", _notifications.c.send_at <= utcnow())
+                .order_by(_notifications.c.send_at)
                 .limit(limit)
             )
             return [(row.id, row.priority) for row in rows]
@@ -469,7 +421,7 @@ class Repository:
         async with self._read() as reader:
             existing_rows = (
                 await reader.execute(
-                    select(_entries.c.user_id, *_ENTRY_COLUMNS)
+                    select(_entries.c.user_id, *ENTRY_COLUMNS)
                     .join(_notifications, _notifications.c.id == _entries.c.notification_id)
                     .where(
                         _entries.c.app_id == app_id,
@@ -489,13 +441,13 @@ class Repository:
             ).scalars().all()
         done = {row.user_id for row in existing_rows} | set(erased)
         todo = [user for user in users if user not in done]
-        delivered = [Delivered(row.user_id, row.epoch, _entry_from_row(row)) for row in existing_rows]
+        delivered = [Delivered(row.user_id, row.epoch, entry_from_row(row)) for row in existing_rows]
         async with self._write() as connection:
             if not todo:
                 await self._mark_delivered_if_complete(connection, notification.id)
                 return delivered
             upsert = self._insert(_counters).values(
-                [{"app_id": app_id, "user_id": user, "epoch": FIRST_EPOCH, "seq": 1} for user in todo]
+                [{"app_id": app_id, "user_id": user, "epoch": FIRST_EPOCH, "seq": 1, "floor_seq": 0} for user in todo]
             )
             upsert = upsert.on_conflict_do_update(
                 index_elements=[_counters.c.app_id, _counters.c.user_id],
@@ -547,149 +499,6 @@ class Repository:
                 )
             )
         return delivered
-
-    async def erase_inbox(self, app_id: str, user_id: str) -> Cursor:
-        """Delete every entry of an inbox and start a new epoch; return the new head.
-
-        Cursors of the old epoch are then recognised (``cursor_reset``); the next entry
-        is seq 1 of the new epoch. The counter row is moved first: that takes its lock,
-        so an in-flight fan-out to this user (which holds it) commits before the delete
-        runs and its entry is deleted too, and both take their locks in the same order.
-        """
-        async with self._write() as connection:
-            upsert = self._insert(_counters).values(app_id=app_id, user_id=user_id, epoch=FIRST_EPOCH + 1, seq=0)
-            upsert = upsert.on_conflict_do_update(
-                index_elements=[_counters.c.app_id, _counters.c.user_id],
-                set_={"epoch": _counters.c.epoch + 1, "seq": 0},
-            ).returning(_counters.c.epoch)
-            epoch = (await connection.execute(upsert)).scalar_one()
-            in_flight = (
-                select(_entries.c.notification_id, _entries.c.app_id, _entries.c.user_id)
-                .join(_notifications, _notifications.c.id == _entries.c.notification_id)
-                .where(
-                    _entries.c.app_id == app_id,
-                    _entries.c.user_id == user_id,
-                    _notifications.c.status == "accepted",
-                )
-            )
-            await connection.execute(
-                self._insert(_erased)
-                .from_select(["notification_id", "app_id", "user_id"], in_flight)
-                .on_conflict_do_nothing()
-            )
-            await connection.execute(
-                _entries.delete().where(_entries.c.app_id == app_id, _entries.c.user_id == user_id)
-            )
-        return Cursor(epoch, 0)
-
-    # -- inbox reads -----------------------------------------------------------------
-
-    async def head(self, app_id: str, user_id: str) -> Cursor:
-        """The cursor after the newest entry of an inbox (seq 0 when it is empty)."""
-        async with self._read() as connection:
-            return await self._head(connection, app_id, user_id)
-
-    @staticmethod
-    async def _head(connection: AsyncConnection, app_id: str, user_id: str) -> Cursor:
-        row = (
-            await connection.execute(
-                select(_counters.c.epoch, _counters.c.seq).where(
-                    _counters.c.app_id == app_id, _counters.c.user_id == user_id
-                )
-            )
-        ).first()
-        return Cursor(row.epoch, row.seq) if row is not None else Cursor(FIRST_EPOCH, 0)
-
-    async def heads(self, app_id: str, user_ids: Sequence[str]) -> dict[str, Cursor]:
-        """Head cursors of many inboxes in one query (users with no inbox are left out)."""
-        if not user_ids:
-            return {}
-        async with self._read() as connection:
-            rows = await connection.execute(
-                select(_counters.c.user_id, _counters.c.epoch, _counters.c.seq).where(
-                    _counters.c.app_id == app_id, _counters.c.user_id.in_(list(user_ids))
-                )
-            )
-            return {row.user_id: Cursor(row.epoch, row.seq) for row in rows}
-
-    async def unread_count(self, app_id: str, user_id: str) -> int:
-        """Entries not read, not archived and not expired."""
-        now = utcnow()
-        async with self._read() as connection:
-            return int(
-                (
-                    await connection.execute(
-                        select(func.count())
-                        .select_from(_entries)
-                        .where(
-                            _entries.c.app_id == app_id,
-                            _entries.c.user_id == user_id,
-                            _entries.c.read_at.is_(None),
-                            _entries.c.archived_at.is_(None),
-                            (_entries.c.expires_at.is_(None)) | (_entries.c.expires_at > now),
-                        )
-                    )
-                ).scalar_one()
-            )
-
-    async def entries_after(
-        self, app_id: str, user_id: str, epoch: int, after_seq: int, limit: int, *, up_to: int | None = None
-    ) -> list[Entry]:
-        """Up to ``limit`` entries of ``epoch`` with ``after_seq < seq [<= up_to]``, in seq order."""
-        conditions = [_entries.c.seq > after_seq]
-        if up_to is not None:
-            conditions.append(_entries.c.seq <= up_to)
-        async with self._read() as connection:
-            rows = await connection.execute(
-                _inbox_entries(app_id, user_id, epoch, *conditions).order_by(_entries.c.seq).limit(limit)
-            )
-            return [_entry_from_row(row) for row in rows]
-
-    async def page_before(self, app_id: str, user_id: str, before: Cursor, limit: int) -> Page:
-        """History: entries with seq <= ``before.seq`` in its epoch, newest first.
-
-        ``next_cursor`` continues with older entries; ``truncated`` is never set (history
-        simply ends where retention cut it).
-        """
-        async with self._read() as connection:
-            rows = (
-                await connection.execute(
-                    _inbox_entries(app_id, user_id, before.epoch, _entries.c.seq <= before.seq)
-                    .order_by(_entries.c.seq.desc())
-                    .limit(limit + 1)
-                )
-            ).all()
-        items = [_entry_from_row(row) for row in rows[:limit]]
-        next_cursor = Cursor(before.epoch, items[-1].seq - 1) if items else before
-        return Page(items=items, next_cursor=next_cursor, has_more=len(rows) > limit, truncated=False)
-
-    async def page_after(self, app_id: str, user_id: str, after: Cursor | None, limit: int) -> Page:
-        """A polling page: entries after ``after`` (the start of the inbox when ``None``).
-
-        The caller has checked that ``after`` is of the inbox's current epoch.
-        """
-        after_seq = after.seq if after is not None else 0
-        async with self._read() as connection:
-            head = await self._head(connection, app_id, user_id)
-            epoch = after.epoch if after is not None else head.epoch
-            rows = (
-                await connection.execute(
-                    # Only the cursor's epoch: an erase between the caller's epoch check and
-                    # this read must not hand an old cursor entries of the new inbox.
-                    _inbox_entries(app_id, user_id, epoch, _entries.c.seq > after_seq)
-                    .order_by(_entries.c.seq)
-                    .limit(limit + 1)
-                )
-            ).all()
-            # Entries between the cursor and the first one still stored were removed.
-            truncated = after is not None and bool(rows) and rows[0].seq > after_seq + 1
-        items = [_entry_from_row(row) for row in rows[:limit]]
-        has_more = len(rows) > limit
-        if items:
-            next_cursor = Cursor(epoch, items[-1].seq)
-        else:
-            next_cursor = after if after is not None else head
-        return Page(items=items, next_cursor=next_cursor, has_more=has_more, truncated=truncated)
 
 
 class _Row:

@@ -28,17 +28,23 @@ class Notification(Base):
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     recipients: Mapped[list[str]] = mapped_column(JSON)
+    """The users it goes to; for a topic, its subscribers as resolved when delivery started."""
     recipient_count: Mapped[int] = mapped_column(Integer)
+    topic: Mapped[str | None] = mapped_column(String(128), nullable=True)
     producer: Mapped[str] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    send_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When fan-out began (recipients fixed); from then on it can no longer be cancelled."""
 
     __table_args__ = (
         UniqueConstraint("app_id", "producer", "idempotency_key", name="uq_notifications_idempotency"),
         Index("ix_notifications_status_created", "status", "created_at"),
+        Index("ix_notifications_status_send_at", "status", "send_at"),
     )
 
 
@@ -61,6 +67,7 @@ class InboxEntry(Base):
         # Exactly-once visible: a retried job or a racing worker cannot add a second entry.
         UniqueConstraint("app_id", "user_id", "notification_id", name="uq_inbox_entries_notification"),
         Index("ix_inbox_entries_notification", "notification_id"),
+        Index("ix_inbox_entries_created", "created_at"),
     )
 
 
@@ -73,6 +80,8 @@ class InboxCounter(Base):
     user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     epoch: Mapped[int] = mapped_column(Integer)
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    floor_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
+    """Retention removed every entry of this epoch up to here: an older cursor is ``truncated``."""
 
 
 class ErasedEntry(Base):
@@ -87,3 +96,16 @@ class ErasedEntry(Base):
     notification_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     app_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+class TopicSubscription(Base):
+    """A user subscribed to a topic; a notification to the topic reaches its subscribers."""
+
+    __tablename__ = "topic_subscriptions"
+
+    app_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_topic_subscriptions_user", "app_id", "user_id", "topic"),)

@@ -21,7 +21,10 @@ BAD_BODIES = [
     ({}, "recipients"),
     ({"recipients": {"users": ["gina"]}, "title": "no type"}, "type"),
     ({"recipients": {"users": ["gina"]}, "type": "t"}, "title"),
-    ({"recipients": {}, "type": "t", "title": "x"}, "recipients.users"),
+    ({"recipients": {}, "type": "t", "title": "x"}, "recipients"),
+    ({"recipients": {"users": ["a"], "topic": "t"}, "type": "t", "title": "x"}, "recipients"),
+    ({"recipients": {"topic": "has/slash"}, "type": "t", "title": "x"}, "recipients.topic"),
+    ({"recipients": {"topic": ""}, "type": "t", "title": "x"}, "recipients.topic"),
     ({"recipients": {"users": []}, "type": "t", "title": "x"}, "recipients.users"),
     ({"recipients": {"users": [f"u{i}" for i in range(1001)]}, "type": "t", "title": "x"}, "recipients.users"),
     ({**VALID, "data": [1, 2]}, "data"),
@@ -34,6 +37,12 @@ BAD_BODIES = [
     ({**VALID, "body": "x" * 10_001}, "body"),
     ({**VALID, "title": "nul\u0000inside"}, "title"),
     ({**VALID, "body": "nul\u0000inside"}, "body"),
+    ({**VALID, "ttl_seconds": 0}, "ttl_seconds"),
+    ({**VALID, "ttl_seconds": "soon"}, "ttl_seconds"),
+    ({**VALID, "ttl_seconds": 10**12}, "ttl_seconds"),
+    ({**VALID, "send_at": "2026-12-24T09:00:00"}, "send_at"),  # no offset: ambiguous
+    ({**VALID, "send_at": "tomorrow"}, "send_at"),
+    ({**VALID, "send_at": "2999-01-01T00:00:00Z"}, "send_at"),  # more than a year ahead
 ]
 
 RAW_BAD_BODIES = [
