@@ -88,6 +88,7 @@ class NotCancellable(TidingsError):
 
     status = 409
     code = ErrorCode.NOT_CANCELLABLE
+    title = "Not cancellable"
 
 
 class CursorReset(TidingsError):

@@ -144,3 +144,16 @@ async def poll(base_url: str, user_token: str, **params: Any) -> httpx.Response:
             params=params,
             headers={"Authorization": f"Bearer {user_token}"},
         )
+
+
+async def producer_call(base_url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """Any producer API call, with the test API key."""
+    headers = {"Authorization": f"Bearer {API_KEY}", **kwargs.pop("headers", {})}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        return await client.request(method, path, headers=headers, **kwargs)
+
+
+async def user_call(base_url: str, user_token: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """Any user API call, with ``user_token``."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        return await client.request(method, path, headers={"Authorization": f"Bearer {user_token}"}, **kwargs)

@@ -3,14 +3,14 @@ entries that were never published (a lost publish, as the gateway sees it)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from service.store.engine import Database
 from service.store.repository import Delivered, NewNotification, Repository, new_notification_id
-from service.store.tables import InboxCounter, InboxEntry, Notification
+from service.store.tables import ErasedEntry, InboxCounter, InboxEntry, Notification
 
 
 async def bulk_inbox(database_url: str, user: str, count: int, data: dict[str, Any]) -> None:
@@ -92,3 +92,52 @@ async def bulk_accepted(database_url: str, user: str, count: int) -> list[str]:
     finally:
         await database.dispose()
     return ids
+
+
+async def age_entries(database_url: str, user: str, up_to_seq: int, days: float) -> list[str]:
+    """Make ``user``'s entries up to ``up_to_seq`` (and their notifications) ``days`` older;
+    return their notification ids."""
+    database = Database.connect(database_url)
+    entries, notifications = InboxEntry.__table__, Notification.__table__
+    try:
+        async with database.writer.begin() as connection:
+            rows = (
+                await connection.execute(
+                    select(entries.c.notification_id, entries.c.created_at).where(
+                        entries.c.user_id == user, entries.c.seq <= up_to_seq
+                    )
+                )
+            ).all()
+            for row in rows:
+                older = row.created_at - timedelta(days=days)
+                await connection.execute(
+                    update(entries).where(entries.c.notification_id == row.notification_id).values(created_at=older)
+                )
+                await connection.execute(
+                    update(notifications).where(notifications.c.id == row.notification_id).values(created_at=older)
+                )
+        return [row.notification_id for row in rows]
+    finally:
+        await database.dispose()
+
+
+async def tombstone(database_url: str, notification_id: str, user: str) -> None:
+    """An erased-entry tombstone, as an inbox erase during a fan-out leaves one."""
+    database = Database.connect(database_url)
+    try:
+        async with database.writer.begin() as connection:
+            await connection.execute(
+                ErasedEntry.__table__.insert().values(notification_id=notification_id, app_id="default", user_id=user)
+            )
+    finally:
+        await database.dispose()
+
+
+async def tombstones(database_url: str) -> int:
+    """How many erased-entry tombstones the store holds."""
+    database = Database.connect(database_url)
+    try:
+        async with database.reader.connect() as connection:
+            return int((await connection.execute(select(func.count()).select_from(ErasedEntry.__table__))).scalar_one())
+    finally:
+        await database.dispose()

@@ -119,3 +119,15 @@ def test_tokens_are_redacted_however_they_are_spelled(line: str, expected: str) 
     from service.logs import redact
 
     assert redact(line) == expected
+
+
+def test_every_error_names_itself() -> None:
+    """A client error with the catch-all title reads as a bug ("Internal error") in every log."""
+    from service.errors import TidingsError
+
+    def all_subclasses(cls: type) -> list[type]:
+        return [sub for direct in cls.__subclasses__() for sub in (direct, *all_subclasses(direct))]
+
+    for cls in all_subclasses(TidingsError):
+        if cls.status < 500:
+            assert cls.title != TidingsError.title, cls
