@@ -14,7 +14,7 @@ import random
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -38,12 +38,14 @@ from tidings_client import (
     PayloadTooLargeError,
     ProtocolError,
     RateLimitedError,
+    StateFrame,
     Subscriber,
     TidingsClient,
     TidingsError,
     TransportError,
     UnavailableError,
     UserClient,
+    batch_item,
 )
 from tidings_client._stream import stream_url
 from websockets.asyncio.server import ServerConnection, serve
@@ -509,7 +511,8 @@ async def test_cursor_reset_restarts_from_the_head_and_calls_on_reset() -> None:
             assert [item.seq for item in first_two] == [8, 9]
             (fresh,) = await take(subscriber, 1)
             assert (fresh.seq, fresh.cursor) == (1, "e2:1")  # not dropped as "old"
-            assert subscriber.cursor == "e2:1" and subscriber.unread == 1
+            # ready's 1, plus the new (unread) live entry.
+            assert subscriber.cursor == "e2:1" and subscriber.unread == 2
     assert resets == [None]  # called once, after own state was reset
     assert fake.auths[0]["cursor"] == "e1:7"
     assert "cursor" not in fake.auths[1]
@@ -613,7 +616,8 @@ async def test_silence_past_the_ping_deadline_reconnects() -> None:
 @pytest.mark.asyncio
 async def test_connection_states_state_frames_and_restart() -> None:
     async def first(ws: ServerConnection, auth: dict[str, Any]) -> None:
-        state = {"type": "state", "read": ["n-e1-1"], "read_at": "2025-01-03T00:00:00Z"}
+        state = {"type": "state", "action": "read", "ids": ["n-e1-1"],
+                 "at": "2025-01-03T00:00:00Z", "unread": 1, "cursor": "e1:0"}
         await say(ws, ready("e1:0", unread=2), {"type": "surprise"}, state, note(1))
         await ws.close(1012, "service restart")
 
@@ -622,13 +626,14 @@ async def test_connection_states_state_frames_and_restart() -> None:
         await stay_open(ws)
 
     states: list[ConnectionState] = []
-    frames: list[dict[str, Any]] = []
+    frames: list[StateFrame] = []
     async with fake_stream(first, second) as fake:
         subscriber = Subscriber(fake.base_url, "jwt", backoff=FAST, on_state=frames.append,
                                 on_connection_state=states.append)
         async with subscriber:
             (one,) = await take(subscriber, 1)
-            assert subscriber.unread == 2 and frames[0]["read"] == ["n-e1-1"]
+            # ready said 2, the state frame 1, then entry 1 (unread, live) adds one.
+            assert subscriber.unread == 2 and frames[0].ids == ["n-e1-1"]
             (two,) = await take(subscriber, 1)
     assert (one.seq, two.seq) == (1, 2)
     S = ConnectionState
@@ -694,3 +699,448 @@ def test_subscriber_validates_arguments() -> None:
         Subscriber("http://h", "jwt", ping_interval=0)
     with pytest.raises(TypeError):
         Subscriber("http://h", "")
+
+
+# --- topics, scheduling, cancel, read state (HTTP) -----------------------------
+
+
+STATUS = {
+    "id": "n1",
+    "status": "scheduled",
+    "recipients": 0,
+    "delivered": 0,
+    "reason": None,
+    "created_at": "2025-01-02T03:04:05+00:00",
+    "topic": "news",
+    "send_at": "2026-01-05T09:00:00+00:00",
+}
+
+
+def test_send_to_a_topic_with_ttl_and_send_at() -> None:
+    recorder = Recorder(httpx.Response(202, json={"id": "n1", "status": "scheduled"}))
+    when = datetime(2026, 1, 5, 10, 30, tzinfo=timezone(timedelta(hours=1, minutes=30)))
+    with TidingsClient(BASE, "k", transport=httpx.MockTransport(recorder)) as client:
+        result = client.send(None, "digest", "Your week", topic="news", ttl_seconds=3600, send_at=when)
+    assert result.status == "scheduled"
+    assert json.loads(recorder.last.content) == {
+        "recipients": {"topic": "news"},
+        "type": "digest",
+        "title": "Your week",
+        "ttl_seconds": 3600,
+        "send_at": "2026-01-05T10:30:00+01:30",  # the offset given is kept: RFC 3339
+    }
+
+
+def test_send_needs_exactly_one_of_users_and_topic() -> None:
+    recorder = Recorder(httpx.Response(202, json={"id": "n", "status": "accepted"}))
+    with TidingsClient(BASE, "k", transport=httpx.MockTransport(recorder)) as client:
+        with pytest.raises(ValueError, match="exactly one"):
+            client.send(None, "t", "title")
+        with pytest.raises(ValueError, match="exactly one"):
+            client.send(["u"], "t", "title", topic="news")
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    "naive",
+    [datetime(2026, 1, 5, 9, 0), datetime.now()],  # noqa: DTZ001, DTZ005 - naive on purpose
+)
+def test_a_naive_send_at_is_refused_before_any_request(naive: datetime) -> None:
+    recorder = Recorder(httpx.Response(202, json={"id": "n", "status": "accepted"}))
+    with TidingsClient(BASE, "k", transport=httpx.MockTransport(recorder)) as client:
+        with pytest.raises(ValueError, match="timezone-aware"):
+            client.send(["u"], "t", "title", send_at=naive)
+        with pytest.raises(ValueError, match="timezone-aware"):
+            client.send_batch([{"recipients": {"users": ["u"]}, "type": "t", "title": "x",
+                                "send_at": naive}])
+        with pytest.raises(ValueError, match="timezone-aware"):
+            batch_item("t", "title", users=["u"], send_at=naive)
+        with pytest.raises(TypeError):
+            client.send(["u"], "t", "title", send_at="2026-01-05T09:00:00Z")  # type: ignore[arg-type]
+    assert recorder.requests == []
+
+
+def test_batch_items_with_topic_ttl_and_send_at() -> None:
+    answer = {"results": [{"index": 0, "id": "a", "status": "scheduled"},
+                          {"index": 1, "id": "b", "status": "accepted"},
+                          {"index": 2, "id": "c", "status": "accepted"}]}
+    recorder = Recorder(httpx.Response(202, json=answer))
+    when = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    items = [
+        batch_item("digest", "Weekly", topic="weekly", send_at=when, idempotency_key="w-1"),
+        batch_item("order", "Shipped", users=("alice",), ttl_seconds=60, priority="high"),
+        {"recipients": {"topic": "news"}, "type": "t", "title": "raw", "send_at": when},
+    ]
+    with TidingsClient(BASE, "k", transport=httpx.MockTransport(recorder)) as client:
+        results = client.send_batch(items)
+    assert [r.status for r in results] == ["scheduled", "accepted", "accepted"]
+    sent = json.loads(recorder.last.content)["notifications"]
+    assert sent[0] == {"recipients": {"topic": "weekly"}, "type": "digest", "title": "Weekly",
+                       "send_at": "2026-01-05T09:00:00+00:00", "idempotency_key": "w-1"}
+    assert sent[1] == {"recipients": {"users": ["alice"]}, "type": "order", "title": "Shipped",
+                       "priority": "high", "ttl_seconds": 60}
+    assert sent[2]["send_at"] == "2026-01-05T09:00:00+00:00"
+    assert isinstance(items[2]["send_at"], datetime)  # the caller's mapping is not changed
+    with pytest.raises(ValueError):
+        batch_item("t", "title")
+    with pytest.raises(TypeError):
+        batch_item("t", "title", users="alice")
+
+
+def test_status_carries_topic_and_send_at() -> None:
+    recorder = Recorder(httpx.Response(200, json=STATUS))
+    with TidingsClient(BASE, "k", transport=httpx.MockTransport(recorder)) as client:
+        status = client.get("n1")
+    assert status.topic == "news"
+    assert status.send_at == datetime(2026, 1, 5, 9, tzinfo=UTC)
+    plain = {key: value for key, value in STATUS.items() if key not in ("topic", "send_at")}
+    older = tidings_client.NotificationStatus.from_json(plain)  # an older server: both absent
+    assert older.topic is None and older.send_at is None
+    with pytest.raises(ProtocolError):
+        tidings_client.NotificationStatus.from_json(STATUS | {"send_at": "soon"})
+
+
+def test_cancel_request_shape_and_errors() -> None:
+    cancelled = STATUS | {"status": "cancelled", "reason": "cancelled by the producer"}
+    recorder = Recorder(httpx.Response(200, json=cancelled))
+    with TidingsClient(BASE, "k", transport=httpx.MockTransport(recorder)) as client:
+        status = client.cancel("n1")
+    assert (recorder.last.method, recorder.last.url.path) == ("DELETE", "/v1/notifications/n1")
+    assert status.status == "cancelled" and status.reason == "cancelled by the producer"
+
+    for answer, error_class, code in (
+        (problem(409, "not_cancellable", "it is delivered"), ConflictError, "not_cancellable"),
+        (problem(404, "not_found"), NotFoundError, "not_found"),
+    ):
+        transport = httpx.MockTransport(Recorder(answer))
+        with TidingsClient(BASE, "k", transport=transport) as client:
+            with pytest.raises(error_class) as caught:
+                client.cancel("n1")
+        assert caught.value.code == code and caught.value.status in (404, 409)
+
+
+def test_topic_methods_request_shape() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method in ("PUT", "DELETE"):
+            return httpx.Response(204)
+        if request.method == "POST":
+            return httpx.Response(200, json={"added": 2})
+        return httpx.Response(200, json={"items": ["a", "b"], "has_more": True, "next_after": "b"})
+
+    recorder = Recorder(answer)
+    with TidingsClient(BASE, "k", transport=httpx.MockTransport(recorder)) as client:
+        assert client.subscribe("news", "org:al|ice+1=x") is None
+        assert client.subscribe_many("news", ["a", "b", "c"]) == 2
+        assert client.unsubscribe("news", "bob") is None
+        page = client.subscribers("news", after="a", limit=2)
+        client.subscribers("news")
+        topics = client.topics_of("alice", limit=10)
+        client.subscribe("..", "u")  # a legal topic name, and no dot segment
+        with pytest.raises(TypeError):
+            client.subscribe_many("news", "alice")
+    put, post, delete, listed, default, of_user, dots = recorder.requests
+    assert (put.method, put.url.raw_path) == ("PUT", b"/v1/topics/news/subscribers/org%3Aal%7Cice%2B1%3Dx")
+    assert (post.method, post.url.path) == ("POST", "/v1/topics/news/subscribers")
+    assert json.loads(post.content) == {"users": ["a", "b", "c"]}
+    assert (delete.method, delete.url.path) == ("DELETE", "/v1/topics/news/subscribers/bob")
+    assert (listed.method, listed.url.path) == ("GET", "/v1/topics/news/subscribers")
+    assert dict(listed.url.params) == {"after": "a", "limit": "2"}
+    assert dict(default.url.params) == {"limit": "50"}
+    assert of_user.url.path == "/v1/users/alice/topics" and dict(of_user.url.params) == {"limit": "10"}
+    assert dots.url.raw_path == b"/v1/topics/%2E%2E/subscribers/u"
+    assert page == tidings_client.NamePage(items=["a", "b"], has_more=True, next_after="b")
+    assert topics.items == ["a", "b"]
+
+
+def test_iter_subscribers_walks_every_page() -> None:
+    names = [f"u{i}" for i in range(5)]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        after = request.url.params.get("after")
+        limit = int(request.url.params["limit"])
+        start = names.index(after) + 1 if after else 0
+        items = names[start : start + limit]
+        more = start + limit < len(names)
+        return httpx.Response(200, json={"items": items, "has_more": more,
+                                         "next_after": items[-1] if more else None})
+
+    recorder = Recorder(answer)
+    with TidingsClient(BASE, "k", transport=httpx.MockTransport(recorder)) as client:
+        assert list(client.iter_subscribers("news", page_size=2)) == names
+        assert list(client.iter_topics_of("u1", page_size=5)) == names
+    assert [r.url.params.get("after") for r in recorder.requests] == [None, "u1", "u3", None]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"items": "a", "has_more": False, "next_after": None},
+     {"items": [1], "has_more": False, "next_after": None},
+     {"has_more": False}],
+)
+def test_malformed_name_page_is_a_protocol_error(body: dict[str, Any]) -> None:
+    transport = httpx.MockTransport(Recorder(httpx.Response(200, json=body)))
+    with TidingsClient(BASE, "k", transport=transport) as client:
+        with pytest.raises(ProtocolError):
+            client.subscribers("news")
+
+
+def test_list_notifications_filters() -> None:
+    page = {"items": [], "next_cursor": "e1:0", "has_more": False, "truncated": False}
+    recorder = Recorder(httpx.Response(200, json=page))
+    with UserClient(BASE, "jwt", transport=httpx.MockTransport(recorder)) as client:
+        client.list_notifications(unread=True, archived=False)
+        client.list_notifications(after="e1:0", unread=False, archived=True)
+        client.list_notifications(before="e1:9")
+    first, second, third = (dict(r.url.params) for r in recorder.requests)
+    assert first == {"unread": "true", "archived": "false"}
+    assert second == {"after": "e1:0", "unread": "false", "archived": "true"}
+    assert third == {"before": "e1:9"}
+
+
+@pytest.mark.parametrize("action", ["read", "unread", "archive", "unarchive"])
+def test_state_changes_request_shape(action: str) -> None:
+    recorder = Recorder(httpx.Response(200, json={"updated": 2, "unread": 5, "cursor": "e1:9"}))
+    method = {"read": "mark_read", "unread": "mark_unread"}.get(action, action)
+    with UserClient(BASE, "jwt", transport=httpx.MockTransport(recorder)) as client:
+        change = getattr(client, method)(ids=["n1", "n2"])
+        getattr(client, method)(up_to="e1:7")
+        with pytest.raises(ValueError, match="exactly one"):
+            getattr(client, method)()
+        with pytest.raises(ValueError, match="exactly one"):
+            getattr(client, method)(ids=["n1"], up_to="e1:7")
+        with pytest.raises(TypeError):
+            getattr(client, method)(ids="n1")
+    assert change == tidings_client.StateChange(updated=2, unread=5, cursor="e1:9")
+    by_ids, by_cursor = recorder.requests
+    assert (by_ids.method, by_ids.url.path) == ("POST", f"/v1/me/notifications/{action}")
+    assert json.loads(by_ids.content) == {"ids": ["n1", "n2"]}
+    assert json.loads(by_cursor.content) == {"up_to": "e1:7"}
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "error_class"),
+    [(400, "invalid_request", BadRequestError), (400, "invalid_cursor", BadRequestError),
+     (410, "cursor_reset", CursorResetError)],
+)
+def test_state_change_errors(status: int, code: str, error_class: type[APIError]) -> None:
+    transport = httpx.MockTransport(Recorder(problem(status, code, field="up_to")))
+    with UserClient(BASE, "jwt", transport=transport) as client:
+        with pytest.raises(error_class) as caught:
+            client.mark_read(up_to="e1:7")
+    assert (caught.value.status, caught.value.code, caught.value.field) == (status, code, "up_to")
+    with pytest.raises(ProtocolError):
+        tidings_client.StateChange.from_json({"updated": 1, "unread": True, "cursor": "e1:1"})
+
+
+@pytest.mark.asyncio
+async def test_async_clients_new_methods() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        path, method = request.url.path, request.method
+        if path == "/v1/notifications":
+            return httpx.Response(202, json={"id": "n1", "status": "scheduled"})
+        if path == "/v1/notifications/n1" and method == "DELETE":
+            return httpx.Response(200, json=STATUS | {"status": "cancelled"})
+        if path == "/v1/notifications/n2":
+            return problem(409, "not_cancellable")
+        if path.startswith("/v1/topics/") and method in ("PUT", "DELETE"):
+            return httpx.Response(204)
+        if path.startswith("/v1/topics/") and method == "POST":
+            return httpx.Response(200, json={"added": 3})
+        if path.startswith(("/v1/topics/", "/v1/users/")):
+            after = request.url.params.get("after")
+            if after is None:
+                return httpx.Response(200, json={"items": ["a"], "has_more": True, "next_after": "a"})
+            return httpx.Response(200, json={"items": ["b"], "has_more": False, "next_after": None})
+        if path.startswith("/v1/me/notifications/"):
+            return httpx.Response(200, json={"updated": 1, "unread": 0, "cursor": "e1:3"})
+        return httpx.Response(200, json={"items": [entry(3, archived_at="2025-01-03T00:00:00Z")],
+                                         "next_cursor": "e1:3", "has_more": False, "truncated": False})
+
+    recorder = Recorder(answer)
+    transport = httpx.MockTransport(recorder)
+    when = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    async with AsyncTidingsClient(BASE, "k", transport=transport) as producer:
+        sent = await asyncio.wait_for(producer.send(None, "t", "x", topic="news", send_at=when), T)
+        assert sent.status == "scheduled"
+        assert json.loads(recorder.last.content)["send_at"] == "2026-01-05T09:00:00+00:00"
+        assert (await asyncio.wait_for(producer.cancel("n1"), T)).status == "cancelled"
+        with pytest.raises(ConflictError) as caught:
+            await asyncio.wait_for(producer.cancel("n2"), T)
+        assert caught.value.code == "not_cancellable"
+        await asyncio.wait_for(producer.subscribe("news", "a"), T)
+        assert await asyncio.wait_for(producer.subscribe_many("news", ["a", "b", "c"]), T) == 3
+        await asyncio.wait_for(producer.unsubscribe("news", "a"), T)
+        assert (await asyncio.wait_for(producer.subscribers("news", limit=1), T)).next_after == "a"
+        assert (await asyncio.wait_for(producer.topics_of("a"), T)).items == ["a"]
+        assert [name async for name in producer.iter_subscribers("news")] == ["a", "b"]
+        assert [name async for name in producer.iter_topics_of("a")] == ["a", "b"]
+        with pytest.raises(ValueError):
+            await producer.send(["u"], "t", "x", send_at=datetime(2026, 1, 5))  # noqa: DTZ001
+    async with AsyncUserClient(BASE, "jwt", transport=transport) as user:
+        page = await asyncio.wait_for(user.list_notifications(archived=True, unread=True), T)
+        assert page.items[0].archived_at == datetime(2025, 1, 3, tzinfo=UTC)
+        assert dict(recorder.last.url.params) == {"unread": "true", "archived": "true"}
+        for method in (user.mark_read, user.mark_unread, user.archive, user.unarchive):
+            change = await asyncio.wait_for(method(up_to="e1:3"), T)
+            assert change.cursor == "e1:3"
+        assert [r.url.path for r in recorder.requests[-4:]] == [
+            "/v1/me/notifications/read", "/v1/me/notifications/unread",
+            "/v1/me/notifications/archive", "/v1/me/notifications/unarchive",
+        ]
+        with pytest.raises(ValueError):
+            await user.archive()
+
+
+# --- Subscriber: state frames, unread, mark_read, seq gaps -----------------------
+
+
+def state(unread: int, cursor: str = "e1:0", action: str = "read", **fields: Any) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "state", "action": action}
+    frame.update(fields or {"ids": ["n-e1-1"]})
+    frame |= {"at": "2025-01-03T00:00:00+00:00", "unread": unread, "cursor": cursor}
+    return frame
+
+
+def note_with(seq: int, **overrides: Any) -> dict[str, Any]:
+    return {"type": "notification", "notification": entry(seq, **overrides)}
+
+
+@pytest.mark.asyncio
+async def test_state_frames_set_unread_and_reach_on_state() -> None:
+    async def script(ws: ServerConnection, auth: dict[str, Any]) -> None:
+        await say(ws, ready("e1:0", unread=3), note(1),
+                  state(1, "e1:1", up_to="e1:1"),
+                  {"type": "state", "action": "read"},  # malformed: skipped, not fatal
+                  note_with(2, read_at="2025-01-03T00:00:00Z"),  # read on arrival: not counted
+                  note_with(3, archived_at="2025-01-03T00:00:00Z"),  # archived: not counted
+                  note(4),
+                  state(0, "e1:4", action="archive", ids=["n-e1-4"]))
+        await stay_open(ws)
+
+    frames: list[StateFrame] = []
+    unread_seen: list[int | None] = []
+    subscriber: Subscriber
+
+    async def on_state(frame: StateFrame) -> None:  # async callbacks are awaited
+        frames.append(frame)
+        unread_seen.append(subscriber.unread)
+
+    async with fake_stream(script) as fake:
+        subscriber = Subscriber(fake.base_url, "jwt", backoff=FAST, on_state=on_state)
+        async with subscriber:
+            assert subscriber.unread is None
+            await take(subscriber, 1)
+            assert subscriber.unread == 4  # ready's 3 plus a new unread live entry
+            await take(subscriber, 1)
+            assert subscriber.unread == 1  # the state frame's count overrides
+            await take(subscriber, 2)
+            assert subscriber.unread == 2
+            pending = asyncio.ensure_future(anext(subscriber))
+            for _ in range(200):
+                if len(frames) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert subscriber.unread == 0
+            await subscriber.close()
+            with pytest.raises(StopAsyncIteration):
+                await asyncio.wait_for(pending, T)
+    first, second = frames
+    assert first == StateFrame(action="read", unread=1, cursor="e1:1", ids=None, up_to="e1:1",
+                               at=datetime(2025, 1, 3, tzinfo=UTC))
+    assert (second.action, second.ids, second.up_to, second.unread) == ("archive", ["n-e1-4"], None, 0)
+    assert unread_seen == [1, 0]  # already updated when on_state runs
+    assert len(fake.auths) == 1
+
+
+@pytest.mark.asyncio
+async def test_replayed_entries_do_not_count_and_ready_overrides() -> None:
+    async def first(ws: ServerConnection, auth: dict[str, Any]) -> None:
+        await say(ws, ready("e1:0", unread=0), note(1), note(2))
+        await ws.close(1012, "restart")
+
+    async def second(ws: ServerConnection, auth: dict[str, Any]) -> None:
+        # A replay (before ready) and a state frame during it; ready's count is the truth.
+        await say(ws, note(3), state(9, "e1:3"), note(4), ready("e1:4", unread=5), note(5))
+        await stay_open(ws)
+
+    async with fake_stream(first, second) as fake:
+        async with Subscriber(fake.base_url, "jwt", backoff=FAST) as subscriber:
+            await take(subscriber, 2)
+            assert subscriber.unread == 2
+            await take(subscriber, 1)  # entry 3, replayed: no local count
+            assert subscriber.unread == 2
+            await take(subscriber, 1)  # after the state frame
+            assert subscriber.unread == 9
+            await take(subscriber, 1)  # ready said 5, then live entry 5
+            assert subscriber.unread == 6
+
+
+@pytest.mark.asyncio
+async def test_seq_gaps_are_not_errors_and_do_not_reconnect() -> None:
+    async def first(ws: ServerConnection, auth: dict[str, Any]) -> None:
+        # Seqs 2, 4, 6-8 expired (ttl_seconds): the server never sends them.
+        await say(ws, ready("e1:0"), note(1), note(3), note(5), note(3), note(9))
+        await ws.close(1012, "restart")
+
+    async def second(ws: ServerConnection, auth: dict[str, Any]) -> None:
+        await say(ws, note(9), ready("e1:12"), note(12), note(11), note(13))
+        await stay_open(ws)
+
+    states: list[ConnectionState] = []
+    async with fake_stream(first, second) as fake:
+        async with Subscriber(fake.base_url, "jwt", backoff=FAST,
+                              on_connection_state=states.append) as subscriber:
+            seqs = [item.seq for item in await take(subscriber, 6)]
+            assert subscriber.cursor == "e1:13"
+    assert seqs == [1, 3, 5, 9, 12, 13]
+    assert len(fake.auths) == 2  # only the scripted restart, no reconnect for a gap
+    assert fake.auths[1]["cursor"] == "e1:9"
+    assert states.count(ConnectionState.DISCONNECTED) == 1
+
+
+@pytest.mark.asyncio
+async def test_mark_read_sends_read_frames_and_the_state_answer_arrives() -> None:
+    received: list[dict[str, Any]] = []
+
+    async def script(ws: ServerConnection, auth: dict[str, Any]) -> None:
+        await say(ws, ready("e1:2", unread=2))
+        async for raw in ws:
+            frame = json.loads(raw)
+            received.append(frame)
+            if frame.get("type") == "read":
+                unread = 1 if "ids" in frame else 0
+                await say(ws, state(unread, "e1:2", **{k: v for k, v in frame.items() if k != "type"}))
+
+    frames: list[StateFrame] = []
+    async with fake_stream(script) as fake:
+        subscriber = Subscriber(fake.base_url, "jwt", backoff=FAST, on_state=frames.append)
+        assert not subscriber.connected
+        assert await subscriber.mark_read(ids=["n-e1-1"]) is False  # not connected: nothing queued
+        with pytest.raises(ValueError):
+            await subscriber.mark_read()
+        with pytest.raises(ValueError):
+            await subscriber.mark_read(ids=["a"], up_to="e1:1")
+        with pytest.raises(TypeError):
+            await subscriber.mark_read(ids="n-e1-1")
+        async with subscriber:
+            pending = asyncio.ensure_future(anext(subscriber))
+            for _ in range(200):
+                if subscriber.unread is not None:
+                    break
+                await asyncio.sleep(0.01)
+            assert subscriber.connected and subscriber.unread == 2
+            assert await asyncio.wait_for(subscriber.mark_read(ids=["n-e1-1"]), T) is True
+            assert await asyncio.wait_for(subscriber.mark_read(up_to="e1:2"), T) is True
+            for _ in range(200):
+                if len(frames) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert [(f.ids, f.up_to, f.unread) for f in frames] == [
+                (["n-e1-1"], None, 1), (None, "e1:2", 0)
+            ]
+            assert subscriber.unread == 0
+            await subscriber.close()
+            with pytest.raises(StopAsyncIteration):
+                await asyncio.wait_for(pending, T)
+        assert await subscriber.mark_read(up_to="e1:2") is False  # closed
+    assert received == [{"type": "read", "ids": ["n-e1-1"]}, {"type": "read", "up_to": "e1:2"}]

@@ -1,8 +1,9 @@
 """Python SDK for Tidings, a self-hosted notification delivery service.
 
-Producers send with `TidingsClient` / `AsyncTidingsClient`; a user's device
-reads its inbox with `UserClient` / `AsyncUserClient` and follows it live with
-`Subscriber`.
+Producers send (to users or topics, now or at ``send_at``), cancel, and manage
+topic subscriptions with `TidingsClient` / `AsyncTidingsClient`; a user's
+device reads its inbox and changes read state with `UserClient` /
+`AsyncUserClient` and follows it live with `Subscriber`.
 """
 
 from ._backoff import (
@@ -13,6 +14,7 @@ from ._client import (
     AsyncUserClient,
     TidingsClient,
     UserClient,
+    batch_item,
 )
 from ._errors import (
     APIError,
@@ -32,11 +34,15 @@ from ._errors import (
 from ._models import (
     BatchResult,
     ConnectionState,
+    NamePage,
     Notification,
     NotificationStatus,
     Page,
     Priority,
     SendResult,
+    StateAction,
+    StateChange,
+    StateFrame,
 )
 from ._stream import (
     Subscriber,
@@ -57,6 +63,7 @@ __all__ = [
     "ConnectionState",
     "CursorResetError",
     "ForbiddenError",
+    "NamePage",
     "NotFoundError",
     "Notification",
     "NotificationStatus",
@@ -66,6 +73,9 @@ __all__ = [
     "ProtocolError",
     "RateLimitedError",
     "SendResult",
+    "StateAction",
+    "StateChange",
+    "StateFrame",
     "Subscriber",
     "TidingsClient",
     "TidingsError",
@@ -73,4 +83,5 @@ __all__ = [
     "TransportError",
     "UnavailableError",
     "UserClient",
+    "batch_item",
 ]

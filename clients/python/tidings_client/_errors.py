@@ -8,7 +8,7 @@ Every exception the SDK raises on purpose derives from `TidingsError`::
     │   ├── AuthenticationError      401; stream close 1008, or 4001 with no token refresh
     │   ├── ForbiddenError           403
     │   ├── NotFoundError            404
-    │   ├── ConflictError            409 idempotency_conflict
+    │   ├── ConflictError            409 idempotency_conflict, not_cancellable
     │   ├── CursorResetError         410 cursor_reset: restart from the head
     │   ├── PayloadTooLargeError     413
     │   ├── RateLimitedError         429 (retry_after)
@@ -134,7 +134,12 @@ class NotFoundError(APIError):
 
 
 class ConflictError(APIError):
-    """The ``Idempotency-Key`` was already used with a different request (409)."""
+    """The request conflicts with the resource's state (409).
+
+    ``code`` says which: ``"idempotency_conflict"`` (the ``Idempotency-Key`` was
+    already used with a different request) or ``"not_cancellable"``
+    (`TidingsClient.cancel` came after the notification's delivery started).
+    """
 
 
 class CursorResetError(APIError):

@@ -17,15 +17,22 @@ from ._errors import ProtocolError
 
 __all__ = [
     "ConnectionState",
+    "NamePage",
     "Notification",
     "NotificationStatus",
     "Page",
     "Priority",
     "SendResult",
+    "StateAction",
+    "StateChange",
+    "StateFrame",
 ]
 
 Priority = Literal["normal", "high"]
 """Delivery priority of a notification."""
+
+StateAction = Literal["read", "unread", "archive", "unarchive"]
+"""A read-state change of inbox entries."""
 
 _T = TypeVar("_T")
 
@@ -56,6 +63,13 @@ def _optional_time(obj: Mapping[str, Any], key: str, what: str) -> datetime | No
     if obj.get(key) is None:
         return None
     return _time(obj, key, what)
+
+
+def _strings(obj: Mapping[str, Any], key: str, what: str) -> list[str]:
+    values = _require(obj, key, list, what)
+    if not all(isinstance(value, str) for value in values):
+        raise ProtocolError(f"{what}: {key!r} must be a list of str, got {values!r}")
+    return list(values)
 
 
 def _mapping(obj: Any, what: str) -> Mapping[str, Any]:
@@ -138,8 +152,9 @@ class SendResult:
     """The answer to `TidingsClient.send`.
 
     Attributes:
-        id: The notification id; pass it to `TidingsClient.get`.
-        status: ``"accepted"`` (stored durably; fan-out follows).
+        id: The notification id; pass it to `TidingsClient.get` or `TidingsClient.cancel`.
+        status: ``"accepted"`` (stored durably; fan-out follows), or ``"scheduled"``
+            (stored durably; fan-out starts at ``send_at``).
         degraded: ``True`` when the service could not queue it and fans it out
             on a slower path; it is stored all the same.
     """
@@ -177,7 +192,7 @@ class BatchResult:
     Attributes:
         index: The item's position in the request.
         id: The notification id, or ``None`` when the item was refused.
-        status: ``"accepted"``, or ``None`` when refused.
+        status: ``"accepted"`` or ``"scheduled"``, or ``None`` when refused.
         replayed: ``True`` when its ``idempotency_key`` was seen before (same id as then).
         degraded: As in `SendResult`.
         error_code: Why it was refused (e.g. ``"invalid_request"``), else ``None``.
@@ -234,6 +249,11 @@ class NotificationStatus:
         delivered: Number of inbox entries stored so far.
         reason: Why it failed or was cancelled, else ``None``.
         created_at: When it was accepted.
+        topic: The topic it was sent to, or ``None`` when sent to users. Its
+            subscribers are resolved (and counted in ``recipients``) when
+            delivery starts.
+        send_at: When delivery is (or was) due, for a scheduled notification,
+            else ``None``.
     """
 
     id: str
@@ -242,10 +262,12 @@ class NotificationStatus:
     delivered: int
     reason: str | None
     created_at: datetime
+    topic: str | None = None
+    send_at: datetime | None = None
 
     @classmethod
     def from_json(cls, obj: Any) -> NotificationStatus:
-        """Decode the answer of ``GET /v1/notifications/{id}``.
+        """Decode the answer of ``GET`` (or ``DELETE``) ``/v1/notifications/{id}``.
 
         Args:
             obj: The decoded JSON body.
@@ -265,6 +287,8 @@ class NotificationStatus:
             delivered=_require(body, "delivered", int, what),
             reason=_optional(body, "reason", str, what),
             created_at=_time(body, "created_at", what),
+            topic=_optional(body, "topic", str, what),
+            send_at=_optional_time(body, "send_at", what),
         )
 
 
@@ -307,6 +331,131 @@ class Page:
             next_cursor=_require(body, "next_cursor", str, what),
             has_more=bool(_optional(body, "has_more", bool, what)),
             truncated=bool(_optional(body, "truncated", bool, what)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NamePage:
+    """One page of names in ascending order: a topic's subscribers or a user's topics.
+
+    Attributes:
+        items: User ids (or topic names) of this page.
+        has_more: ``True`` when more names follow.
+        next_after: Pass as ``after`` for the next page; ``None`` on the last one.
+    """
+
+    items: list[str] = field(default_factory=list)
+    has_more: bool = False
+    next_after: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: Any) -> NamePage:
+        """Decode the answer of ``GET /v1/topics/{topic}/subscribers`` or ``GET /v1/users/{id}/topics``.
+
+        Args:
+            obj: The decoded JSON body.
+
+        Returns:
+            The page.
+
+        Raises:
+            ProtocolError: If a required key is missing or has the wrong type.
+        """
+        what = "name page"
+        body = _mapping(obj, what)
+        return cls(
+            items=_strings(body, "items", what),
+            has_more=bool(_optional(body, "has_more", bool, what)),
+            next_after=_optional(body, "next_after", str, what),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """The answer to a read-state change (`UserClient.mark_read` and its siblings).
+
+    Attributes:
+        updated: How many entries changed state (those already in it are not counted).
+        unread: The inbox's unread count right after the change.
+        cursor: The inbox head the count is as of.
+    """
+
+    updated: int
+    unread: int
+    cursor: str
+
+    @classmethod
+    def from_json(cls, obj: Any) -> StateChange:
+        """Decode the answer of ``POST /v1/me/notifications/{action}``.
+
+        Args:
+            obj: The decoded JSON body.
+
+        Returns:
+            The outcome.
+
+        Raises:
+            ProtocolError: If a required key is missing or has the wrong type.
+        """
+        what = "state change"
+        body = _mapping(obj, what)
+        return cls(
+            updated=_require(body, "updated", int, what),
+            unread=_require(body, "unread", int, what),
+            cursor=_require(body, "cursor", str, what),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StateFrame:
+    """A ``{"type": "state", ...}`` stream frame: entries of the inbox changed read state.
+
+    The server sends one to every connected device of the user after each
+    change, whichever device (or HTTP call) made it. `Subscriber` hands it to
+    ``on_state``.
+
+    Attributes:
+        action: ``"read"``, ``"unread"``, ``"archive"`` or ``"unarchive"`` (kept
+            as a str: a newer server may add actions).
+        ids: The notification ids the change named, or ``None`` when it named
+            a cursor (``up_to``).
+        up_to: Every entry up to and including this cursor changed, or ``None``
+            when the change named ``ids``.
+        at: When the change was made (the entries' new ``read_at`` /
+            ``archived_at``), or ``None`` (e.g. for ``unread``).
+        unread: The inbox's unread count right after the change.
+        cursor: The inbox head the count is as of.
+    """
+
+    action: str
+    unread: int
+    cursor: str
+    ids: list[str] | None = None
+    up_to: str | None = None
+    at: datetime | None = None
+
+    @classmethod
+    def from_json(cls, obj: Any) -> StateFrame:
+        """Decode a ``state`` frame.
+
+        Args:
+            obj: The decoded JSON frame.
+
+        Returns:
+            The frame.
+
+        Raises:
+            ProtocolError: If a required key is missing or has the wrong type.
+        """
+        what = "state frame"
+        frame = _mapping(obj, what)
+        return cls(
+            action=_require(frame, "action", str, what),
+            unread=_require(frame, "unread", int, what),
+            cursor=_require(frame, "cursor", str, what),
+            ids=_strings(frame, "ids", what) if frame.get("ids") is not None else None,
+            up_to=_optional(frame, "up_to", str, what),
+            at=_optional_time(frame, "at", what),
         )
 
 

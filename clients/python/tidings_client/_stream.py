@@ -5,7 +5,14 @@ The subscriber is a plain async iterator with no background task: each
 gone, reconnects (after a delay chosen by the close code) and resumes from the
 cursor of the last entry it yielded. The wire is at-least-once, so entries
 with ``seq <= last yielded seq`` are dropped here and the application sees each
-entry once, in seq order.
+entry once, in seq order. Seqs may have gaps (entries that expired by their
+``ttl_seconds`` are never sent): a gap is not an error and asks for nothing.
+
+Read state: the unread count comes from the server in ``ready`` and in each
+``state`` frame (sent to every device of the user after any read / archive
+change, `Subscriber.mark_read` included); between those, each new live entry
+that is neither read nor archived adds one locally. The server's count always
+wins when the next ``ready`` or ``state`` arrives.
 
 Close codes and what the subscriber does:
 
@@ -31,7 +38,7 @@ import asyncio
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -40,9 +47,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from ._backoff import Backoff
-from ._client import USER_AGENT
+from ._client import USER_AGENT, _state_payload
 from ._errors import AuthenticationError, ProtocolError
-from ._models import ConnectionState, Notification
+from ._models import ConnectionState, Notification, StateFrame
 
 __all__ = ["Subscriber", "TokenSource"]
 
@@ -119,8 +126,11 @@ class Subscriber:
             head (only what arrives from now on) when omitted.
         on_reset: Called (sync or async, no arguments) when the inbox was reset
             (close 4009): the stream restarts from the head and seqs restart.
-        on_state: Called with each ``{"type": "state", ...}`` frame (read /
-            archive changes made on other devices).
+        on_state: Called (sync or async) with a `StateFrame` for each
+            ``{"type": "state", ...}`` frame: entries were read, unread,
+            archived or unarchived, on any device of the user or over HTTP.
+            `unread` is already updated when it is called. A malformed state
+            frame is logged and skipped (the state is on each entry anyway).
         on_connection_state: Called with each `ConnectionState` change.
         backoff: Reconnect delay strategy; `Backoff()` when omitted.
         ping_interval: The server's ping interval in seconds; the connection
@@ -135,7 +145,7 @@ class Subscriber:
         *,
         cursor: str | None = None,
         on_reset: Callable[[], object] | None = None,
-        on_state: Callable[[dict[str, Any]], object] | None = None,
+        on_state: Callable[[StateFrame], object] | None = None,
         on_connection_state: Callable[[ConnectionState], object] | None = None,
         backoff: Backoff | None = None,
         ping_interval: float = 10.0,
@@ -190,8 +200,51 @@ class Subscriber:
 
     @property
     def unread(self) -> int | None:
-        """Unread count from the latest ``ready`` frame, else ``None``."""
+        """The inbox's unread count, ``None`` before the first ``ready``.
+
+        Set from the server's count in each ``ready`` and ``state`` frame; in
+        between, each new live entry that is neither read nor archived adds
+        one. The local additions are a best effort: an entry and a state change
+        can cross on the wire, and an entry that expires (``ttl_seconds``) is
+        not subtracted; the next server count corrects both.
+        """
         return self._unread
+
+    @property
+    def connected(self) -> bool:
+        """``True`` while a socket is open and authenticated (`mark_read` can send)."""
+        return self._ws is not None and not self._closed
+
+    async def mark_read(self, ids: Sequence[str] | None = None, up_to: str | None = None) -> bool:
+        """Mark entries read over the stream: some notification ids, or every entry up to a cursor.
+
+        Sends ``{"type": "read", "ids": [...]}`` or ``{"type": "read", "up_to": cursor}``.
+        Nothing comes back to this call: the server answers every device of the
+        user (this one too) with a ``state`` frame, which updates `unread` and
+        goes to ``on_state``. A frame the server cannot apply (an unknown cursor,
+        say) is ignored by it; use `UserClient.mark_read` to get errors.
+
+        Args:
+            ids: Notification ids (an entry's ``id``, 1 to 500).
+            up_to: Instead of ``ids``: a cursor, e.g. `cursor` or an entry's ``cursor``.
+
+        Returns:
+            ``True`` when the frame was sent, ``False`` when there is no open
+            connection right now (nothing is queued; retry, or use HTTP).
+
+        Raises:
+            TypeError: If ``ids`` is a str.
+            ValueError: If not exactly one of ``ids`` and ``up_to`` is given.
+        """
+        frame = {"type": "read", **_state_payload(ids, up_to)}
+        ws = self._ws
+        if ws is None or self._closed:
+            return False
+        try:
+            await ws.send(json.dumps(frame))
+        except ConnectionClosed:
+            return False  # the reading task sees the close and reconnects
+        return True
 
     @property
     def closed(self) -> bool:
@@ -378,10 +431,20 @@ class Subscriber:
             except ProtocolError:
                 await self.close()
                 raise
+            # Only "not newer" is dropped: a gap (seq 3 then 5, e.g. an expired
+            # entry in between) is normal and is not filled or waited for.
             if self._last_seq is not None and entry.seq <= self._last_seq:
                 return None  # already yielded: at-least-once on the wire
             self._last_seq = entry.seq
             self._cursor = entry.cursor
+            # Replayed entries come before `ready`, whose count includes them.
+            if (
+                self._live
+                and self._unread is not None
+                and entry.read_at is None
+                and entry.archived_at is None
+            ):
+                self._unread += 1
             return entry
         if kind == "ready":
             self._live = True
@@ -400,8 +463,14 @@ class Subscriber:
             except ConnectionClosed:
                 pass  # the next recv() reports the close
         elif kind == "state":
+            try:
+                state = StateFrame.from_json(frame)
+            except ProtocolError as exc:
+                logger.warning("ignoring a malformed state frame: %s", exc)
+                return None
+            self._unread = state.unread
             if self._on_state is not None:
-                await _call(self._on_state, frame)
+                await _call(self._on_state, state)
         elif kind == "error":
             self._error_frame = frame
         # Unknown frame types are ignored: newer servers may add some.
