@@ -8,10 +8,10 @@ import platform
 import sys
 from importlib.metadata import version
 
-from bench import contract, fanout, latency
+from bench import contract, fanout, latency, topic
 from bench.common import Result
 
-BENCHMARKS = {module.NAME: module for module in (latency, fanout, contract)}
+BENCHMARKS = {module.NAME: module for module in (latency, fanout, topic, contract)}
 
 
 def _parser() -> argparse.ArgumentParser:

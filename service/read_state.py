@@ -50,9 +50,12 @@ async def change_state(
         ids=list(dict.fromkeys(ids)) if ids is not None else None,
         up_to=up_to.seq if up_to is not None else None,
     )
+    if not change.changed:
+        return change  # nothing changed: nothing to tell the devices
     frame = state_frame(
         action,
-        ids=list(ids) if ids is not None else None,
+        # By ids: the ones that changed, so a device can copy ``at`` onto exactly those.
+        ids=change.changed if ids is not None else None,
         up_to=up_to.encode() if up_to is not None else None,
         at=iso(change.at),
         unread=change.unread,

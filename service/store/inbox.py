@@ -87,11 +87,16 @@ class StateChange:
     action: StateAction
     at: datetime | None
     """The ``read_at`` / ``archived_at`` value set (``None`` for unread and unarchive)."""
-    updated: int
-    """Entries whose state changed."""
+    changed: list[str]
+    """Notification ids of the entries whose state changed (others already were in that state)."""
     unread: int
     """The inbox's unread count right after the change."""
     head: Cursor
+
+    @property
+    def updated(self) -> int:
+        """How many entries changed."""
+        return len(self.changed)
 
 
 def entry_from_row(row: Any) -> Entry:
@@ -271,17 +276,28 @@ class InboxStore(Store):
         """
         column = _entries.c[_STATE_COLUMN[action]]
         at = utcnow() if action in _STATE_SETS else None
-        selected = [_entries.c.app_id == app_id, _entries.c.user_id == user_id, _entries.c.epoch == epoch]
+        selected = [
+            _entries.c.app_id == app_id,
+            _entries.c.user_id == user_id,
+            _entries.c.epoch == epoch,
+            _not_expired(utcnow()),  # hidden entries stay as they are, as everywhere else
+        ]
         if ids is not None:
             selected.append(_entries.c.notification_id.in_(list(ids)))
         if up_to is not None:
             selected.append(_entries.c.seq <= up_to)
         selected.append(column.is_(None) if at is not None else column.is_not(None))
         async with self._write() as connection:
-            result = await connection.execute(update(_entries).where(*selected).values({column.name: at}))
+            changed = list(
+                (
+                    await connection.execute(
+                        update(_entries).where(*selected).values({column.name: at}).returning(_entries.c.notification_id)
+                    )
+                ).scalars()
+            )
             unread = int((await connection.execute(_unread_query(app_id, user_id))).scalar_one())
             head, _floor = await self._position(connection, app_id, user_id)
-        return StateChange(action=action, at=at, updated=int(result.rowcount or 0), unread=unread, head=head)
+        return StateChange(action=action, at=at, changed=changed, unread=unread, head=head)
 
     async def erase_inbox(self, app_id: str, user_id: str) -> Cursor:
         """Delete every entry of an inbox and start a new epoch; return the new head.

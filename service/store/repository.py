@@ -362,7 +362,7 @@ class Repository(InboxStore):
                     _notifications.c.status.in_(("scheduled", "accepted")),
                     _notifications.c.started_at.is_(None),
                 )
-                .values(status="cancelled")
+                .values(status="cancelled", reason="cancelled by the producer")
             )
         return await self.status_of(notification_id, app_id)
 

@@ -19,9 +19,10 @@ from service.domain.cursor import Cursor
 from service.queue import enqueue_delivery
 from service.store.engine import Database
 from service.store.repository import NewNotification, Repository
+from service.store.retention import RetentionStore
 from tests.devices import Device, poll, send, status, token, wait_delivered
 from tests.harness import API_KEY, Deployment, Service, Worker, running
-from tests.seed import bulk_inbox, corrupt_notification, unpublished_entry
+from tests.seed import age_entries, bulk_inbox, corrupt_notification, unpublished_entry
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -203,13 +204,11 @@ async def test_an_erased_inbox_resets_cursors_everywhere(deployment: Deployment)
 
 async def test_a_cursor_older_than_what_is_stored_says_truncated(deployment: Deployment) -> None:
     await bulk_inbox(deployment.database_url, "tara", 6, {})
+    await age_entries(deployment.database_url, "tara", 3, days=400)
     database = Database.connect(deployment.database_url)
-    try:
-        from service.store.tables import InboxEntry
-
-        table = InboxEntry.__table__
-        async with database.writer.begin() as connection:  # what retention does to old entries
-            await connection.execute(table.delete().where(table.c.user_id == "tara", table.c.seq <= 3))
+    try:  # what the retention job does to entries past the horizon
+        purged = await RetentionStore(database).purge_batch(datetime.now(UTC) - timedelta(days=30), 1000)
+        assert purged.entries == 3
     finally:
         await database.dispose()
     service = Service(deployment)

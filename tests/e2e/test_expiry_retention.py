@@ -41,9 +41,11 @@ async def test_an_expired_entry_is_hidden_everywhere_and_is_not_a_truncation(dep
         assert [e["id"] for e in device.notifications] == [kept]
         assert ready["truncated"] is False and ready["unread"] == 1
         await device.close()
-        # Read state on an expired entry changes nothing visible.
-        marked = await user_call(url, user, "POST", "/v1/me/notifications/read", json={"ids": [kept]})
-        assert marked.json()["unread"] == 0
+        # Read state leaves a hidden entry alone, by id and by cursor.
+        hidden = await user_call(url, user, "POST", "/v1/me/notifications/read", json={"ids": [short]})
+        assert hidden.json()["updated"] == 0
+        marked = await user_call(url, user, "POST", "/v1/me/notifications/read", json={"up_to": head})
+        assert marked.json()["updated"] == 1 and marked.json()["unread"] == 0
 
 
 def _seconds_until(stamp: str) -> float:

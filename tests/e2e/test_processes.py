@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from service.domain.cursor import Cursor
 from service.store.engine import Database
 from service.store.repository import NewNotification, Repository
 from tests.devices import Device, token, wait_delivered
@@ -45,7 +46,8 @@ async def test_the_sweeper_delivers_a_notification_whose_job_was_lost(deployment
         worker = Worker(deployment, TIDINGS_SWEEP_AFTER_S="1")
         with running(service, worker):
             await service.wait_ready_async()
-            device = await Device.connect(service.ws_url, token("mia"))
+            # From the start of the inbox: the sweeper may deliver before the device is connected.
+            device = await Device.connect(service.ws_url, token("mia"), Cursor(1, 0).encode())
             await wait_delivered(service.url, stored.id, timeout=20)
             (entry,) = await device.wait_notifications(1)
             assert entry["id"] == stored.id

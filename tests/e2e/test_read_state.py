@@ -45,6 +45,9 @@ async def test_a_change_on_one_device_reaches_the_other_live(deployment: Deploym
             assert state["action"] == "read" and state["ids"] == [ids[0]] and state["unread"] == 2
             assert state["at"] is not None and state["cursor"] == marked.json()["cursor"]
 
+        # Already read: nothing changes and no frame is pushed; the next frame names only what changed.
+        await user_call(url, user, "POST", "/v1/me/notifications/read", json={"ids": [ids[0], ids[0]]})
+
         # The laptop marks everything read over its own socket: the phone is told.
         head = laptop.notifications[-1]["cursor"]
         await laptop.ws.send(json.dumps({"type": "read", "up_to": head}))
@@ -101,6 +104,8 @@ async def test_filters_and_up_to_and_bad_input(deployment: Deployment) -> None:
         assert up_to.json()["updated"] == 3 and up_to.json()["unread"] == 2
         again = await user_call(url, user, "POST", "/v1/me/notifications/read", json={"up_to": third})
         assert again.json()["updated"] == 0  # read entries keep their first read_at
+        both = await user_call(url, user, "POST", "/v1/me/notifications/read", json={"ids": [ids[0], ids[0]]})
+        assert both.json()["updated"] == 0
         await user_call(url, user, "POST", "/v1/me/notifications/archive", json={"ids": [ids[0], ids[4]]})
 
         def titles(response: object) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -136,3 +136,25 @@ async def test_a_scheduled_notification_survives_the_loss_of_its_queued_job(depl
         with running(Worker(deployment)):
             await wait_delivered(url, notification_id, timeout=30)
         assert [e["title"] for e in (await poll(url, token("lou"))).json()["items"]] == ["kept"]
+
+
+async def test_send_at_with_any_offset_means_the_same_moment(deployment: Deployment) -> None:
+    """SQLite stores no offset: a time given as +05:00 or -03:00 must still be due at that moment."""
+    service, worker = Service(deployment), Worker(deployment)
+    with running(service, worker):
+        await service.wait_ready_async()
+        url = service.url
+        for hours in (5, -3):
+            zone = timezone(timedelta(hours=hours))
+            due = (datetime.now(UTC) + timedelta(seconds=1.5)).astimezone(zone)
+            answer = (await send(url, ["olga"], f"at {hours:+d}", send_at=due.isoformat(), ttl_seconds=3600)).json()
+            assert answer["status"] == "scheduled"
+            current = await status(url, answer["id"])
+            assert datetime.fromisoformat(current["send_at"].replace("Z", "+00:00")) == due.replace(microsecond=due.microsecond // 1000 * 1000)
+            await wait_delivered(url, answer["id"], timeout=15)
+            assert datetime.now(UTC) >= due
+        entries = (await poll(url, token("olga"))).json()["items"]
+        for entry in entries:  # an hour after the due moment, whatever offset it was given in
+            created = datetime.fromisoformat(entry["created_at"].replace("Z", "+00:00"))
+            expires = datetime.fromisoformat(entry["expires_at"].replace("Z", "+00:00"))
+            assert timedelta(minutes=59) < expires - created < timedelta(minutes=61), entry
