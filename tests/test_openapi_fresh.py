@@ -17,3 +17,17 @@ def test_openapi_documents_every_v1_endpoint_and_the_problem_codes() -> None:
     assert {"/v1/notifications", "/v1/notifications/{notification_id}", "/v1/me/notifications",
             "/v1/me/unread-count", "/health/live", "/health/ready"} <= set(document["paths"])
     assert set(document["components"]["securitySchemes"]) == {"apiKey", "userToken"}
+
+
+def test_every_error_answer_is_documented_as_a_problem_document() -> None:
+    """The service answers errors with problem documents; the document must not promise another shape."""
+    document = json.loads(PATH.read_text())
+    for path, operations in document["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, operation in operations.items():
+            errors = {status: spec for status, spec in operation["responses"].items() if status.startswith(("4", "5"))}
+            assert "401" in errors, (method, path)
+            for status, spec in errors.items():
+                schema = spec["content"]["application/problem+json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Problem"}, (method, path, status)

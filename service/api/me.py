@@ -8,6 +8,7 @@ from litestar import Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter, PathParameter
 
+from service.api.problems import documented
 from service.api.schemas import EntryPage, StateChangeIn, StateChangeOut, UnreadCount
 from service.auth.tokens import Principal
 from service.domain import rules
@@ -32,6 +33,7 @@ def parse_cursor(text: str, field: str) -> Cursor:
 @get(
     "/v1/me/notifications",
     security=_SECURITY,
+    responses=documented(400, 401, 410, 503),
     tags=["user"],
     summary="Poll the inbox after a cursor",
     description=(
@@ -89,7 +91,7 @@ async def _current(repo: Repository, principal: Principal, cursor: Cursor) -> Cu
     return cursor
 
 
-@get("/v1/me/unread-count", security=_SECURITY, tags=["user"], summary="Unread entries")
+@get("/v1/me/unread-count", security=_SECURITY, responses=documented(401, 503), tags=["user"], summary="Unread entries")
 async def unread_count(services: NamedDependency[Services], principal: NamedDependency[Principal]) -> UnreadCount:
     """How many of the caller's entries are unread."""
     return UnreadCount(unread=await services.repository.unread_count(principal.app_id, principal.user_id))
@@ -99,6 +101,7 @@ async def unread_count(services: NamedDependency[Services], principal: NamedDepe
     "/v1/me/notifications/{action:str}",
     status_code=200,
     security=_SECURITY,
+    responses=documented(400, 401, 410, 413, 503),
     tags=["user"],
     summary="Mark entries read, unread, archived or unarchived",
     description=(

@@ -8,6 +8,7 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 
 from service.domain.codes import ErrorCode
 from service.errors import TidingsError, Unavailable
@@ -28,6 +29,30 @@ _STATUS_CODES = {
 }
 _MSGSPEC_PATH = re.compile(r"at `\$\.?([^`]*)`")
 _NAMED_FIELD = re.compile(r"(?:missing required field|unknown field) `([^`]*)`")
+
+
+_MEANINGS = {
+    400: "Invalid input: `invalid_request` or `invalid_cursor`, with `field` naming the culprit.",
+    401: "`unauthorized`: credentials missing, malformed, expired or wrong.",
+    404: "`not_found`: no such resource for this app.",
+    409: "`idempotency_conflict` or `not_cancellable`.",
+    410: "`cursor_reset`: the inbox was erased since the cursor was issued; restart without one.",
+    413: "`payload_too_large`: the body is over `TIDINGS_MAX_BODY_BYTES`.",
+    503: "`unavailable`: a dependency did not answer; retry after `Retry-After`.",
+}
+
+
+def documented(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problem documents a route can answer (they replace Litestar's
+    default 400 schema, which is not what the service sends)."""
+    from service.api.schemas import Problem  # the schemas module is the API's, not the errors'
+
+    return {
+        status: ResponseSpec(
+            data_container=Problem, description=_MEANINGS[status], media_type=PROBLEM_JSON, generate_examples=False
+        )
+        for status in statuses
+    }
 
 
 def problem(

@@ -14,7 +14,7 @@ from litestar.background_tasks import BackgroundTask
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, PathParameter
 
-from service.api.problems import validation_field
+from service.api.problems import documented, validation_field
 from service.api.schemas import (
     Accepted,
     BatchError,
@@ -58,6 +58,7 @@ def _unique(users: list[str]) -> list[str]:
     "/v1/notifications",
     status_code=202,
     security=_SECURITY,
+    responses=documented(400, 401, 409, 413, 503),
     tags=["producer"],
     summary="Enqueue a notification",
     description=(
@@ -171,6 +172,7 @@ async def _deliver_here(services: Services, notification_ids: list[str]) -> None
     "/v1/notifications/batch",
     status_code=202,
     security=_SECURITY,
+    responses=documented(400, 401, 413, 503),
     tags=["producer"],
     summary="Enqueue many notifications",
     description=(
@@ -210,7 +212,8 @@ async def send_batch(
     return Response(BatchOut(results=results), status_code=202, background=background)
 
 
-@get("/v1/notifications/{notification_id:str}", security=_SECURITY, tags=["producer"], summary="Delivery status")
+@get("/v1/notifications/{notification_id:str}", security=_SECURITY,
+    responses=documented(400, 401, 404, 503), tags=["producer"], summary="Delivery status")
 async def get_notification(notification_id: FromPath[str], services: NamedDependency[Services], producer: NamedDependency[Producer]) -> NotificationStatus:
     """A notification's status and how many inbox entries it has."""
     found = None
@@ -238,6 +241,7 @@ def _status(stored: StoredNotification, delivered: int) -> NotificationStatus:
     "/v1/notifications/{notification_id:str}",
     status_code=200,
     security=_SECURITY,
+    responses=documented(400, 401, 404, 409, 503),
     tags=["producer"],
     summary="Cancel a notification",
     description=(
@@ -265,6 +269,7 @@ async def cancel_notification(
     "/v1/users/{user_id:str}",
     status_code=204,
     security=_SECURITY,
+    responses=documented(400, 401, 503),
     tags=["producer"],
     summary="Erase a user's inbox",
     description=(

@@ -9,6 +9,7 @@ from litestar import get, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter, PathParameter
 
+from service.api.problems import documented
 from service.api.schemas import NamePage, SubscribersAdded, SubscribersIn
 from service.auth.api_keys import Producer
 from service.domain import rules
@@ -31,6 +32,7 @@ def _page(found: StoredPage) -> NamePage:
     "/v1/topics/{topic:str}/subscribers/{user_id:str}",
     status_code=204,
     security=_SECURITY,
+    responses=documented(400, 401, 503),
     tags=["topics"],
     summary="Subscribe a user to a topic",
     description="Idempotent. Notifications sent to the topic from now on reach the user.",
@@ -46,6 +48,7 @@ async def subscribe(
     "/v1/topics/{topic:str}/subscribers",
     status_code=200,
     security=_SECURITY,
+    responses=documented(400, 401, 413, 503),
     tags=["topics"],
     summary="Subscribe many users to a topic",
     description=f"Up to {rules.MAX_SUBSCRIBE_BATCH} users at once; those already subscribed are left as they are.",
@@ -64,6 +67,7 @@ async def subscribe_many(
     "/v1/topics/{topic:str}/subscribers/{user_id:str}",
     status_code=204,
     security=_SECURITY,
+    responses=documented(400, 401, 503),
     tags=["topics"],
     summary="Unsubscribe a user from a topic",
     description="Idempotent. A notification whose delivery already started still reaches the user.",
@@ -78,6 +82,7 @@ async def unsubscribe(
 @get(
     "/v1/topics/{topic:str}/subscribers",
     security=_SECURITY,
+    responses=documented(400, 401, 503),
     tags=["topics"],
     summary="A topic's subscribers",
     description="User ids in ascending order; pass `next_after` as `after` for the next page.",
@@ -96,6 +101,7 @@ async def list_subscribers(
 @get(
     "/v1/users/{user_id:str}/topics",
     security=_SECURITY,
+    responses=documented(400, 401, 503),
     tags=["topics"],
     summary="A user's topics",
     description="Topic names in ascending order; pass `next_after` as `after` for the next page.",
