@@ -81,6 +81,15 @@ async def test_launcher_prints_a_curl_that_delivers_and_stops_everything(tmp_pat
         assert result.stdout.strip() == "3 New comment", result.stdout
         entries = await device.wait_notifications(3)
         assert entries[-1]["title"] == "New comment" and entries[-1]["data"] == {"post": 7}
+        # The second SDK example runs on the first one's set-up (URL, API_KEY, alice_token).
+        setup = example.split("async def main", 1)[0]
+        inbox_example = setup + readme_block("sdk-inbox-example", "python")
+        result = subprocess.run([sys.executable, "-c", inbox_example], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        scheduled, cancelled, counts = result.stdout.strip().splitlines()
+        assert (scheduled, cancelled) == ("scheduled", "cancelled"), result.stdout
+        assert int(counts.split()[0]) >= 3, result.stdout  # alice's three entries, at least, are read now
         await device.close()
         assert (tmp_path / "var" / "dev.env").exists()
     finally:
