@@ -48,6 +48,26 @@ async def test_an_expired_entry_is_hidden_everywhere_and_is_not_a_truncation(dep
         assert marked.json()["updated"] == 1 and marked.json()["unread"] == 0
 
 
+async def test_an_entry_stored_after_it_expired_is_not_pushed_live(deployment: Deployment) -> None:
+    """The worker was down past the ttl: the entry is stored (and counted delivered) but hidden,
+    so a live device never sees it, and what comes next arrives as usual."""
+    service = Service(deployment)
+    with running(service):
+        await service.wait_ready_async()
+        url, user = service.url, token("yuri")
+        device = await Device.connect(service.ws_url, user)
+        stale = (await send(url, ["yuri"], "too late", ttl_seconds=1)).json()["id"]
+        await asyncio.sleep(1.5)
+        with running(Worker(deployment)):
+            await wait_delivered(url, stale)
+            fresh = (await send(url, ["yuri"], "on time")).json()["id"]
+            (entry,) = await device.wait_notifications(1)
+            assert entry["id"] == fresh and entry["seq"] == 2
+            await asyncio.sleep(0.3)
+            assert [e["id"] for e in device.notifications] == [fresh]
+        await device.close()
+
+
 def _seconds_until(stamp: str) -> float:
     from datetime import datetime
 
