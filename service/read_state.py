@@ -60,6 +60,7 @@ async def change_state(
         at=iso(change.at),
         unread=change.unread,
         cursor=change.head.encode(),
+        seq=change.head.seq,
     )
     channel = inbox_channel(prefix, principal.app_id, principal.user_id)
     try:

@@ -28,14 +28,15 @@ def error_frame(code: str, message: str) -> bytes:
 
 
 def state_frame(
-    action: str, *, ids: list[str] | None, up_to: str | None, at: str | None, unread: int, cursor: str
+    action: str, *, ids: list[str] | None, up_to: str | None, at: str | None, unread: int, cursor: str, seq: int
 ) -> bytes:
-    """``{"type":"state","action","ids"|"up_to","at","unread","cursor"}``: entries of this inbox
-    changed read state; ``unread`` is the count right after the change, as of ``cursor`` (the head)."""
+    """``{"type":"state","action","ids"|"up_to","at","unread","cursor","seq"}``: entries of this
+    inbox changed read state; ``unread`` is the count right after the change, as of ``cursor``
+    (the head), whose seq is ``seq``: an entry with a higher seq is not in the count yet."""
     frame: dict[str, object] = {"type": "state", "action": action}
     if ids is not None:
         frame["ids"] = ids
     if up_to is not None:
         frame["up_to"] = up_to
-    frame |= {"at": at, "unread": unread, "cursor": cursor}
+    frame |= {"at": at, "unread": unread, "cursor": cursor, "seq": seq}
     return _encoder.encode(frame)

@@ -174,7 +174,8 @@ class Stream:
             await self._catch_up()
         # No await between the last store read and this switch: no hint can slip between.
         self._buffering = True
-        unread = await self._repo.unread_count(app_id, self.user_id)
+        # As of last_sent: every entry after it comes live, and the device adds those itself.
+        unread = await self._repo.unread_count(app_id, self.user_id, up_to_seq=self.last_sent)
         await self._send(ready_frame(Cursor(self.epoch, self.last_sent).encode(), unread, self.truncated))
 
     async def _catch_up(self) -> None:

@@ -90,7 +90,7 @@ class StateChange:
     changed: list[str]
     """Notification ids of the entries whose state changed (others already were in that state)."""
     unread: int
-    """The inbox's unread count right after the change."""
+    """The inbox's unread count right after the change, of the entries up to ``head``."""
     head: Cursor
 
     @property
@@ -136,8 +136,8 @@ def visible_entries(app_id: str, user_id: str, epoch: int, *conditions: Any) -> 
     )
 
 
-def _unread_query(app_id: str, user_id: str) -> Any:
-    return (
+def _unread_query(app_id: str, user_id: str, up_to_seq: int | None = None) -> Any:
+    query = (
         select(func.count())
         .select_from(_entries)
         .where(
@@ -148,6 +148,7 @@ def _unread_query(app_id: str, user_id: str) -> Any:
             _not_expired(utcnow()),
         )
     )
+    return query.where(_entries.c.seq <= up_to_seq) if up_to_seq is not None else query
 
 
 class InboxStore(Store):
@@ -189,10 +190,11 @@ class InboxStore(Store):
             )
             return {row.user_id: Cursor(row.epoch, row.seq) for row in rows}
 
-    async def unread_count(self, app_id: str, user_id: str) -> int:
-        """Entries not read, not archived and not expired."""
+    async def unread_count(self, app_id: str, user_id: str, up_to_seq: int | None = None) -> int:
+        """Entries not read, not archived and not expired (only those with seq <= ``up_to_seq``
+        when given, so a device can add what arrives after that seq itself)."""
         async with self._read() as connection:
-            return int((await connection.execute(_unread_query(app_id, user_id))).scalar_one())
+            return int((await connection.execute(_unread_query(app_id, user_id, up_to_seq))).scalar_one())
 
     async def entries_after(
         self, app_id: str, user_id: str, epoch: int, after_seq: int, limit: int, *, up_to: int | None = None
@@ -295,8 +297,9 @@ class InboxStore(Store):
                     )
                 ).scalars()
             )
-            unread = int((await connection.execute(_unread_query(app_id, user_id))).scalar_one())
+            # The count is as of the head: a device adds entries after it as they arrive.
             head, _floor = await self._position(connection, app_id, user_id)
+            unread = int((await connection.execute(_unread_query(app_id, user_id, head.seq))).scalar_one())
         return StateChange(action=action, at=at, changed=changed, unread=unread, head=head)
 
     async def erase_inbox(self, app_id: str, user_id: str) -> Cursor:

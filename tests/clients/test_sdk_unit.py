@@ -1144,3 +1144,24 @@ async def test_mark_read_sends_read_frames_and_the_state_answer_arrives() -> Non
                 await asyncio.wait_for(pending, T)
         assert await subscriber.mark_read(up_to="e1:2") is False  # closed
     assert received == [{"type": "read", "ids": ["n-e1-1"]}, {"type": "read", "up_to": "e1:2"}]
+
+
+@pytest.mark.asyncio
+async def test_entries_already_in_a_state_frames_count_are_not_added_again() -> None:
+    """A change is counted as of the head (seq 3): entries up to it that arrive after the frame are
+    in the count already; only later ones are added."""
+    async def script(ws: ServerConnection, auth: dict[str, Any]) -> None:
+        await say(ws, ready("e1:0", unread=0), note(1),
+                  {**state(2, "e1:3", ids=["n-e1-1"]), "seq": 3},  # seqs 2 and 3 committed, not yet pushed
+                  note(2), note(3), note(4))
+        await stay_open(ws)
+
+    async with fake_stream(script) as fake:
+        subscriber = Subscriber(fake.base_url, "jwt", backoff=FAST)
+        async with subscriber:
+            await take(subscriber, 1)
+            assert subscriber.unread == 1
+            await take(subscriber, 2)
+            assert subscriber.unread == 2  # the frame's count, not 2 + 2
+            await take(subscriber, 1)
+            assert subscriber.unread == 3  # seq 4 is after the frame's head

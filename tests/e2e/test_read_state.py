@@ -43,7 +43,7 @@ async def test_a_change_on_one_device_reaches_the_other_live(deployment: Deploym
             await device._until(lambda d=device: len(_states(d)) >= 1, 10, "state frame")
             (state,) = _states(device)
             assert state["action"] == "read" and state["ids"] == [ids[0]] and state["unread"] == 2
-            assert state["at"] is not None and state["cursor"] == marked.json()["cursor"]
+            assert state["at"] is not None and state["cursor"] == marked.json()["cursor"] and state["seq"] == 3
 
         # Already read: nothing changes and no frame is pushed; the next frame names only what changed.
         await user_call(url, user, "POST", "/v1/me/notifications/read", json={"ids": [ids[0], ids[0]]})

@@ -425,6 +425,8 @@ class StateFrame:
             ``archived_at``), or ``None`` (e.g. for ``unread``).
         unread: The inbox's unread count right after the change.
         cursor: The inbox head the count is as of.
+        seq: The seq of that head: entries with a higher seq are not in ``unread``
+            yet (``None`` from a server that does not send it).
     """
 
     action: str
@@ -433,6 +435,7 @@ class StateFrame:
     ids: list[str] | None = None
     up_to: str | None = None
     at: datetime | None = None
+    seq: int | None = None
 
     @classmethod
     def from_json(cls, obj: Any) -> StateFrame:
@@ -456,6 +459,7 @@ class StateFrame:
             ids=_strings(frame, "ids", what) if frame.get("ids") is not None else None,
             up_to=_optional(frame, "up_to", str, what),
             at=_optional_time(frame, "at", what),
+            seq=_optional(frame, "seq", int, what),
         )
 
 

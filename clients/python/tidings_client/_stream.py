@@ -172,6 +172,7 @@ class Subscriber:
         self._live = False  # the current socket got `ready`
         self._last_seq: int | None = None
         self._unread: int | None = None
+        self._counted_to: int | None = None  # entries up to this seq are in `_unread` already
         self._failures = 0  # consecutive attempts that never went live
         self._auth_rejections = 0  # consecutive 1008/4001 closes before `ready`
         self._next_delay = 0.0
@@ -443,6 +444,7 @@ class Subscriber:
                 and self._unread is not None
                 and entry.read_at is None
                 and entry.archived_at is None
+                and (self._counted_to is None or entry.seq > self._counted_to)
             ):
                 self._unread += 1
             return entry
@@ -456,6 +458,7 @@ class Subscriber:
             unread = frame.get("unread")
             if isinstance(unread, int) and not isinstance(unread, bool):
                 self._unread = unread
+                self._counted_to = None  # live entries all come after the ready count
             await self._emit(ConnectionState.LIVE)
         elif kind == "ping":
             try:
@@ -469,6 +472,8 @@ class Subscriber:
                 logger.warning("ignoring a malformed state frame: %s", exc)
                 return None
             self._unread = state.unread
+            # Entries committed before the change but not yet pushed are in that count.
+            self._counted_to = state.seq
             if self._on_state is not None:
                 await _call(self._on_state, state)
         elif kind == "error":
