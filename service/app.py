@@ -13,6 +13,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from service.api import me, ops, producer, topics
 from service.api.deps import provide_principal, provide_producer, provide_services
+from service.api.paths import reject_ambiguous_paths
 from service.api.problems import EXCEPTION_HANDLERS
 from service.gateway import ws
 from service.lifespan import open_services
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> Litestar:
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[reject_ambiguous_paths],
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_bytes,
         debug=False,

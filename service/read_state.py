@@ -40,8 +40,10 @@ async def change_state(
     head = await repository.head(principal.app_id, principal.user_id)
     epoch = head.epoch
     if up_to is not None:
-        if up_to.epoch != head.epoch or up_to.seq > head.seq:
+        if up_to.epoch != head.epoch:
             raise CursorReset("the inbox was reset since this cursor was issued; restart without a cursor")
+        if up_to.seq > head.seq:
+            raise CursorReset("the cursor is ahead of this inbox (another deployment's?); restart without a cursor")
     change = await repository.change_state(
         principal.app_id,
         principal.user_id,

@@ -27,6 +27,8 @@ _STATUS_CODES = {
     429: (ErrorCode.RATE_LIMITED, "Too many requests"),
     503: (ErrorCode.UNAVAILABLE, "Service unavailable"),
 }
+_HEADER_FIELDS = {"idempotency_key": "Idempotency-Key"}
+"""Header parameters, by their Python name, as the client wrote them."""
 _MSGSPEC_PATH = re.compile(r"at `\$\.?([^`]*)`")
 _NAMED_FIELD = re.compile(r"(?:missing required field|unknown field) `([^`]*)`")
 
@@ -105,7 +107,13 @@ def handle_tidings_error(_: Request[Any, Any, Any], exc: TidingsError) -> Respon
     return problem(exc.status, exc.code, exc.title, exc.detail, field=exc.field, headers=headers)
 
 
-def handle_validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+def _body_fields(request: Request[Any, Any, Any]) -> tuple[str, ...]:
+    """The fields of the route's body struct (empty when it has none)."""
+    parameter = request.route_handler.parsed_fn_signature.parameters.get("data")
+    return tuple(getattr(parameter.annotation, "__struct_fields__", ())) if parameter is not None else ()
+
+
+def handle_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     """Litestar's input validation (body decoding, query and header parameters)."""
     field: str | None = None
     detail = exc.detail or "invalid request"
@@ -123,7 +131,13 @@ def handle_validation_error(_: Request[Any, Any, Any], exc: ValidationException)
     if field is None:
         field = _field_of(detail, None)
         detail = _MSGSPEC_PATH.sub("", detail).rstrip(" -")
-    return problem(400, ErrorCode.INVALID_REQUEST, "Invalid request", detail, field=field)
+    if field == "data" and detail.strip("'\"") == "data":
+        # Litestar's name for the body, in a KeyError: there was no body at all, not a bad field.
+        field, detail = None, "the request needs a JSON object body"
+    elif field == "data" and "data" not in _body_fields(request):
+        field = None  # Litestar names the body itself "data": the body is not an object
+    
+    return problem(400, ErrorCode.INVALID_REQUEST, "Invalid request", detail, field=_HEADER_FIELDS.get(field, field))
 
 
 def handle_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Annotated
 
 import msgspec
@@ -37,11 +38,14 @@ from service.errors import (
     InvalidRequest,
     NotCancellable,
     NotFound,
+    TidingsError,
 )
 from service.lifespan import Services
 from service.queue import enqueue_delivery
 from service.store.access import aware, iso, utcnow
 from service.store.repository import NewNotification, StoredNotification
+
+log = logging.getLogger("tidings.api")
 
 _SECURITY = [{"apiKey": []}]
 
@@ -106,21 +110,32 @@ class _Outcome:
     degraded: bool
 
 
-def _check(data: NotificationIn) -> None:
-    """What the schema cannot say: one kind of recipients, nesting depth, the schedule's horizon."""
+def _checked(data: NotificationIn) -> NotificationIn:
+    """What the schema cannot say: one kind of recipients, nesting depth, the schedule's range.
+
+    Returns ``data`` with ``send_at`` in UTC, so one moment given with two offsets is one
+    request (for the Idempotency-Key) and is stored as what it is.
+    """
     if (data.recipients.users is None) == (data.recipients.topic is None):
         raise InvalidRequest("give recipients.users or recipients.topic, exactly one of them", field="recipients")
     if rules.json_depth(data.data) > rules.MAX_DATA_DEPTH:
         raise InvalidRequest(f"data nests deeper than {rules.MAX_DATA_DEPTH} levels", field="data")
-    if data.send_at is not None and data.send_at > utcnow() + timedelta(seconds=rules.MAX_SCHEDULE_AHEAD_S):
+    if data.send_at is None:
+        return data
+    try:
+        send_at = data.send_at.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidRequest("send_at is out of range", field="send_at") from None
+    if send_at > utcnow() + timedelta(seconds=rules.MAX_SCHEDULE_AHEAD_S):
         raise InvalidRequest("send_at is more than a year ahead", field="send_at")
+    return msgspec.structs.replace(data, send_at=send_at)
 
 
 async def _accept(
     services: Services, producer: Producer, data: NotificationIn, idempotency_key: str | None
 ) -> _Outcome:
     """Store one notification (or find its Idempotency-Key's) and queue its fan-out."""
-    _check(data)
+    data = _checked(data)
     settings = services.settings
     stored, created = await services.repository.accept(
         NewNotification(
@@ -198,9 +213,13 @@ async def send_batch(
             continue
         try:
             outcome = await _accept(services, producer, item.notification(), item.idempotency_key)
-        except (InvalidRequest, IdempotencyConflict) as exc:
+        except TidingsError as exc:  # this item only: the ones stored already must be reported
             where = ".idempotency_key" if isinstance(exc, IdempotencyConflict) else f".{exc.field}" if exc.field else ""
             results.append(BatchResult(index=index, error=BatchError(exc.code, exc.detail, f"notifications[{index}]{where}")))
+            continue
+        except Exception:  # noqa: BLE001 - a bug in one item must not hide what the others did
+            log.exception("batch item %d failed", index)
+            results.append(BatchResult(index=index, error=BatchError(ErrorCode.INTERNAL, "internal error", f"notifications[{index}]")))
             continue
         if outcome.degraded and outcome.status == "accepted":
             degraded.append(outcome.id)

@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from service.domain.cursor import Cursor
-from tests.devices import Device, poll, send, token
+from tests.devices import Device, poll, send, token, user_call
 from tests.harness import API_KEY, Deployment, Service, Worker, running
 
 pytestmark = pytest.mark.e2e
@@ -166,3 +166,49 @@ async def test_parameters_not_built_yet_are_refused_not_ignored(deployment: Depl
     with running(service):
         await service.wait_ready_async()
         assert_problem(await poll(service.url, token("gina"), wait="1"), 400, "invalid_request", "wait")
+
+
+async def test_new_endpoints_refuse_bad_input_with_the_right_field(deployment: Deployment) -> None:
+    """Topics, scheduling, batch and read state: what a careless or hostile client sends."""
+    service = Service(deployment)
+    with running(service):
+        await service.wait_ready_async()
+        url = service.url
+        async with httpx.AsyncClient(base_url=url, timeout=10, headers={"Authorization": f"Bearer {API_KEY}"}) as client:
+            # An encoded or doubled slash must not land on another topic (or user).
+            for path in ("/v1/topics/zz%2F/subscribers/x", "/v1/topics/%2Fzz/subscribers/x",
+                         "/v1/topics/zz//subscribers/x", "/v1//topics/zz/subscribers/x", "/v1/users/x%2F/topics"):
+                assert_problem(await client.put(path) if "users" not in path else await client.get(path),
+                               400, "invalid_request", "path")
+            assert (await client.get("/v1/users/x/topics")).json()["items"] == []
+            # A moment that does not exist in UTC, alone and inside a batch.
+            for early in ("0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00+00:01"):
+                assert_problem(await client.post("/v1/notifications", json={**VALID, "send_at": early}),
+                               400, "invalid_request", "send_at")
+            batch = await client.post("/v1/notifications/batch", json={"notifications": [
+                VALID, {**VALID, "send_at": "0001-01-01T00:00:00+14:00"}, VALID]})
+            assert batch.status_code == 202
+            results = batch.json()["results"]
+            assert [bool(r.get("id")) for r in results] == [True, False, True]
+            assert results[1]["error"]["field"] == "notifications[1].send_at"
+            # One moment with two offsets is one request for its Idempotency-Key.
+            key = {"Idempotency-Key": "same-moment"}
+            first = await client.post("/v1/notifications", headers=key, json={**VALID, "send_at": "2026-01-01T12:00:00+02:00"})
+            again = await client.post("/v1/notifications", headers=key, json={**VALID, "send_at": "2026-01-01T10:00:00Z"})
+            assert again.status_code == 202 and again.json()["id"] == first.json()["id"]
+            # No body at all is not a field called "data".
+            # (POST /v1/notifications has a field called data, so a null body there says field "data".)
+            for path in ("/v1/topics/t/subscribers", "/v1/notifications/batch"):
+                for raw in (b"", b"null", b"[]"):
+                    response = await client.post(path, content=raw, headers={"Content-Type": "application/json"})
+                    problem = assert_problem(response, 400, "invalid_request")
+                    assert problem.get("field") is None, (path, raw, problem)
+            empty = await client.post("/v1/notifications", content=b"", headers={"Content-Type": "application/json"})
+            assert assert_problem(empty, 400, "invalid_request").get("field") is None
+            bad_key = await client.post("/v1/notifications", headers={"Idempotency-Key": "a\tb"}, json=VALID)
+            assert_problem(bad_key, 400, "invalid_request", "Idempotency-Key")
+        user = token("pat")
+        ahead = await user_call(url, user, "POST", "/v1/me/notifications/read", json={"up_to": Cursor(1, 50).encode()})
+        assert assert_problem(ahead, 410, "cursor_reset")["detail"].startswith("the cursor is ahead")
+        empty = await user_call(url, user, "POST", "/v1/me/notifications/read", content=b"")
+        assert assert_problem(empty, 400, "invalid_request").get("field") is None
