@@ -9,6 +9,7 @@ Idempotency-Key leaves it as an existing notification or an
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets
 import time
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -131,6 +132,17 @@ class Repository(InboxStore):
     """Notifications and their fan-out, plus the inbox reads of :class:`InboxStore`. Safe to share
     across tasks."""
 
+    @functools.cached_property
+    def _allocate_seqs(self) -> Any:
+        """``INSERT … ON CONFLICT DO UPDATE SET seq = seq + 1 RETURNING`` for one counter row."""
+        return (
+            self._insert(_counters)
+            .on_conflict_do_update(
+                index_elements=[_counters.c.app_id, _counters.c.user_id], set_={"seq": _counters.c.seq + 1}
+            )
+            .returning(_counters.c.user_id, _counters.c.epoch, _counters.c.seq)
+        )
+
     async def ping(self) -> None:
         """Raise :class:`StoreUnavailable` unless the database answers."""
         async with self._read() as connection:
@@ -171,6 +183,8 @@ class Repository(InboxStore):
             "delivered_at": None,
             "send_at": new.send_at,
             "started_at": None,
+            "stored_count": 0,
+            "progress_at": None,
         }
         expired: StoredNotification | None = None
         if new.idempotency_key is not None:
@@ -253,47 +267,27 @@ class Repository(InboxStore):
                 ).scalar_one()
             )
 
-    async def _mark_delivered_if_complete(
-        self, connection: AsyncConnection, notification_id: str, *, whole: bool = False
-    ) -> None:
-        """Set ``delivered`` once every recipient has an entry (or had one, erased since).
+    async def _record_progress(self, connection: AsyncConnection, notification_id: str, stored: int) -> None:
+        """Count ``stored`` new entries and set ``delivered`` once every recipient has had one.
 
-        ``whole`` says this transaction covered every recipient (a one-chunk notification):
-        then it is complete by construction, and the count (and its lock) is skipped.
+        One UPDATE, the last statement of the chunk's transaction: it takes the notification
+        row's lock (after every counter row, so it cannot close a lock cycle), and a second
+        chunk committing at the same time waits for it and then sees its count, so the last
+        chunk always marks it. The count never goes down: an entry erased since still counts
+        (its tombstone keeps it from being stored again).
         """
-        if whole:
-            await connection.execute(
-                update(_notifications)
-                .where(_notifications.c.id == notification_id, _notifications.c.status == "accepted")
-                .values(status="delivered", delivered_at=utcnow())
-            )
-            return
-        # Lock the notification row before counting: of two chunks committing at once, each
-        # would otherwise count without the other's uncommitted entries and neither would mark
-        # it delivered. Taken last, after every counter row, so it cannot close a lock cycle.
-        if not self._serialized:  # SQLite transactions are serialized already
-            await connection.execute(
-                select(_notifications.c.id).where(_notifications.c.id == notification_id).with_for_update()
-            )
-        count = (
-            select(func.count())
-            .select_from(_entries)
-            .where(_entries.c.notification_id == notification_id)
-            .scalar_subquery()
-        ) + (
-            select(func.count())
-            .select_from(_erased)
-            .where(_erased.c.notification_id == notification_id)
-            .scalar_subquery()
-        )
+        total = _notifications.c.stored_count + stored
+        complete = total >= _notifications.c.recipient_count
+        now = utcnow()
         await connection.execute(
             update(_notifications)
-            .where(
-                _notifications.c.id == notification_id,
-                _notifications.c.status == "accepted",
-                _notifications.c.recipient_count <= count,
+            .where(_notifications.c.id == notification_id, _notifications.c.status == "accepted")
+            .values(
+                stored_count=total,
+                progress_at=now,
+                status=case((complete, "delivered"), else_=_notifications.c.status),
+                delivered_at=case((complete, now), else_=_notifications.c.delivered_at),
             )
-            .values(status="delivered", delivered_at=utcnow())
         )
 
     async def mark_failed(self, notification_id: str, reason: str) -> None:
@@ -369,10 +363,11 @@ class Repository(InboxStore):
     async def stale_accepted(self, older_than: timedelta, limit: int = 500) -> list[tuple[str, str]]:
         """(id, priority) of notifications still ``accepted`` after ``older_than`` (for the sweeper).
 
-        Their age counts from when delivery started (a scheduled one may be old when it comes due).
+        Their age counts from the last chunk stored, else from when delivery started (a scheduled
+        one may be old when it comes due): a big fan-out that is making progress is left alone.
         """
         cutoff = utcnow() - older_than
-        since = func.coalesce(_notifications.c.started_at, _notifications.c.created_at)
+        since = func.coalesce(_notifications.c.progress_at, _notifications.c.started_at, _notifications.c.created_at)
         async with self._read() as connection:
             rows = await connection.execute(
                 select(_notifications.c.id, _notifications.c.priority)
@@ -444,16 +439,18 @@ class Repository(InboxStore):
         delivered = [Delivered(row.user_id, row.epoch, entry_from_row(row)) for row in existing_rows]
         async with self._write() as connection:
             if not todo:
-                await self._mark_delivered_if_complete(connection, notification.id)
+                await self._record_progress(connection, notification.id, 0)
                 return delivered
-            upsert = self._insert(_counters).values(
-                [{"app_id": app_id, "user_id": user, "epoch": FIRST_EPOCH, "seq": 1, "floor_seq": 0} for user in todo]
-            )
-            upsert = upsert.on_conflict_do_update(
-                index_elements=[_counters.c.app_id, _counters.c.user_id],
-                set_={"seq": _counters.c.seq + 1},
-            ).returning(_counters.c.user_id, _counters.c.epoch, _counters.c.seq)
-            allocated = {row.user_id: (row.epoch, row.seq) for row in await connection.execute(upsert)}
+            # One cached statement run over many parameter sets (SQLAlchemy's insertmanyvalues),
+            # in the users' sorted order, so the counters are locked in ascending order. A VALUES
+            # list built per chunk would be compiled anew every time: most of a chunk's CPU.
+            allocated = {
+                row.user_id: (row.epoch, row.seq)
+                for row in await connection.execute(
+                    self._allocate_seqs,
+                    [{"app_id": app_id, "user_id": user, "epoch": FIRST_EPOCH, "seq": 1, "floor_seq": 0} for user in todo],
+                )
+            }
             now = utcnow()
             await connection.execute(
                 _entries.insert(),
@@ -473,8 +470,7 @@ class Repository(InboxStore):
                 ],
             )
             # In the same transaction: the status can never say delivered while entries are missing.
-            whole = len(users) == notification.recipient_count  # users are this chunk's, deduplicated
-            await self._mark_delivered_if_complete(connection, notification.id, whole=whole)
+            await self._record_progress(connection, notification.id, len(todo))
         created = iso(now) or ""
         for user in todo:
             epoch, seq = allocated[user]

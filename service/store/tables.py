@@ -64,6 +64,10 @@ class Notification(Base):
     send_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     """When fan-out began (recipients fixed); from then on it can no longer be cancelled."""
+    stored_count: Mapped[int] = mapped_column(Integer, default=0)
+    """Entries stored so far (erased ones included): ``delivered`` when it reaches ``recipient_count``."""
+    progress_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    """When the last chunk was stored: the sweeper leaves a fan-out alone while it progresses."""
 
     __table_args__ = (
         UniqueConstraint("app_id", "producer", "idempotency_key", name="uq_notifications_idempotency"),

@@ -31,6 +31,15 @@ def upgrade() -> None:
         batch.add_column(sa.Column("topic", sa.String(128), nullable=True))
         batch.add_column(sa.Column("send_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("started_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("stored_count", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("progress_at", sa.DateTime(timezone=True), nullable=True))
+    # Notifications in flight across the upgrade: count what they stored already.
+    op.execute(
+        "UPDATE notifications SET stored_count = "
+        "(SELECT count(*) FROM inbox_entries WHERE inbox_entries.notification_id = notifications.id) + "
+        "(SELECT count(*) FROM erased_entries WHERE erased_entries.notification_id = notifications.id) "
+        "WHERE status = 'accepted'"
+    )
     op.create_index("ix_notifications_status_send_at", "notifications", ["status", "send_at"])
     with op.batch_alter_table("inbox_counters") as batch:
         batch.add_column(sa.Column("floor_seq", _SEQ, nullable=False, server_default="0"))
@@ -44,6 +53,8 @@ def downgrade() -> None:
         batch.drop_column("floor_seq")
     op.drop_index("ix_notifications_status_send_at", table_name="notifications")
     with op.batch_alter_table("notifications") as batch:
+        batch.drop_column("progress_at")
+        batch.drop_column("stored_count")
         batch.drop_column("started_at")
         batch.drop_column("send_at")
         batch.drop_column("topic")
