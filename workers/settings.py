@@ -16,6 +16,10 @@ from service.store.retention import RetentionStore
 from workers import context, jobs
 
 SWEEP_EVERY_S = 5
+PLANNER_TIMEOUT_S = 60
+MAX_JOBS = 8
+"""Jobs one worker runs at once. A chunk job is CPU-bound (~0.1 s per 500 recipients): more at
+once only stretches each one towards its timeout."""
 
 
 def worker_kwargs(settings: Settings) -> dict[str, Any]:
@@ -23,7 +27,10 @@ def worker_kwargs(settings: Settings) -> dict[str, Any]:
     redis_url = settings.require_redis("tidings worker")
     return {
         "functions": [
-            func(jobs.deliver_notification, name=JobName.DELIVER, max_tries=jobs.MAX_TRIES),
+            # It only plans: resolves the recipients and enqueues the chunk jobs, which it shares the
+            # event loop with; given the short chunk timeout it could be cut off half-way. Running
+            # it twice is harmless (chunk jobs are named), so a long timeout costs nothing.
+            func(jobs.deliver_notification, name=JobName.DELIVER, max_tries=jobs.MAX_TRIES, timeout=PLANNER_TIMEOUT_S),
             func(jobs.deliver_chunk, name=JobName.DELIVER_CHUNK, max_tries=jobs.MAX_TRIES),
         ],
         "cron_jobs": [
@@ -38,7 +45,7 @@ def worker_kwargs(settings: Settings) -> dict[str, Any]:
         "poll_delay": settings.poll_delay_s,
         "job_timeout": settings.job_timeout_s,
         "keep_result": 0,
-        "max_jobs": 20,
+        "max_jobs": MAX_JOBS,
         "max_tries": jobs.MAX_TRIES,
         "health_check_interval": 30,
         "log_results": False,

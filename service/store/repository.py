@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import JSON, case, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -241,20 +241,19 @@ class Repository(InboxStore):
         return StoredNotification.from_row(row) if row is not None else None
 
     async def status_of(self, notification_id: str, app_id: str) -> tuple[StoredNotification, int] | None:
-        """A notification and its entry count, read in one statement so the two agree."""
-        count = (
-            select(func.count())
-            .select_from(_entries)
-            .where(_entries.c.notification_id == _notifications.c.id)
-            .scalar_subquery()
-            .label("entry_count")
-        )
-        query = select(_notifications, count).where(
+        """A notification and how many entries its fan-out stored, from one row so the two agree.
+
+        The count is kept by the fan-out itself (O(1) to read, however large the topic); an
+        entry erased since still counts.
+        """
+        # Not the recipients: for a big topic that list is large, and a status poll needs none of it.
+        columns = [column for column in _notifications.c if column.name != "recipients"]
+        query = select(*columns, literal([], JSON).label("recipients")).where(
             _notifications.c.id == notification_id, _notifications.c.app_id == app_id
         )
         async with self._read() as connection:
             row = (await connection.execute(query)).first()
-        return (StoredNotification.from_row(row), int(row.entry_count)) if row is not None else None
+        return (StoredNotification.from_row(row), int(row.stored_count)) if row is not None else None
 
     async def delivered_count(self, notification_id: str) -> int:
         """How many inbox entries a notification has."""
