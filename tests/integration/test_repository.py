@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from service.errors import IdempotencyConflict
 from service.store.engine import Database
 from service.store.repository import NewNotification, Repository
+from service.store.tables import Notification
 
 
 @pytest.fixture
@@ -89,3 +91,27 @@ async def test_the_last_chunks_committing_together_still_mark_it_delivered(repos
         await asyncio.gather(repository.fan_out(stored, users[:2]), repository.fan_out(stored, users[2:]))
         status = (await repository.get_notification(stored.id)).status  # type: ignore[union-attr]
         assert status == "delivered", f"round {round_}: every entry stored, status {status}"
+
+
+async def test_chunks_count_towards_delivered_and_a_progressing_fan_out_is_not_stale(repository: Repository) -> None:
+    users = [f"c{i:03d}" for i in range(30)]
+    stored, _ = await repository.accept(new(users))
+    started = await repository.start(stored.id)
+    assert started is not None and started.status == "accepted"
+    await repository.fan_out(started, users[:10])
+    await repository.fan_out(started, users[:10])  # a re-run counts nothing twice
+    status = await repository.status_of(stored.id, "default")
+    assert status is not None and status[1] == 10 and status[0].status == "accepted"
+    assert status[0].recipients == []  # a status read leaves the recipient list in the store
+    # Started a minute ago, but a chunk was just stored: not stale. With no progress since: stale.
+    async with repository._db.writer.begin() as connection:
+        table = Notification.__table__
+        a_minute_ago = datetime.now(UTC) - timedelta(seconds=60)
+        await connection.execute(
+            table.update().where(table.c.id == stored.id).values(created_at=a_minute_ago, started_at=a_minute_ago)
+        )
+    assert stored.id not in dict(await repository.stale_accepted(timedelta(seconds=5)))
+    assert stored.id in dict(await repository.stale_accepted(timedelta(seconds=-5)))
+    await asyncio.gather(repository.fan_out(started, users[10:20]), repository.fan_out(started, users[20:]))
+    done = await repository.status_of(stored.id, "default")
+    assert done is not None and done[0].status == "delivered" and done[1] == 30
