@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import asyncio
+import time
+from typing import Annotated
 
-from litestar import Request, get, post
+from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter, PathParameter
 
@@ -12,14 +14,20 @@ from service.api.problems import documented
 from service.api.schemas import EntryPage, StateChangeIn, StateChangeOut, UnreadCount
 from service.auth.tokens import Principal
 from service.domain import rules
+from service.domain.channels import inbox_channel
 from service.domain.cursor import Cursor, InvalidCursorError
 from service.errors import CursorReset, InvalidCursor, InvalidRequest
+from service.gateway.waiter import Waiter
 from service.lifespan import Services
 from service.read_state import change_state
-from service.store.inbox import EntryFilter
+from service.store.inbox import EntryFilter, Page
 from service.store.repository import Repository
 
 _SECURITY = [{"userToken": []}]
+
+SUBSCRIBE_TIMEOUT_S = 5.0
+LONG_POLL_FALLBACK_S = 1.0
+"""How often a long-poll without pub/sub reads the store."""
 
 
 def parse_cursor(text: str, field: str) -> Cursor:
@@ -46,7 +54,6 @@ def parse_cursor(text: str, field: str) -> Cursor:
     ),
 )
 async def list_notifications(
-    request: Request[Any, Any, Any],
     services: NamedDependency[Services],
     principal: NamedDependency[Principal],
     after: Annotated[str | None, Parameter(description="Entries after this cursor, oldest first.")] = None,
@@ -61,13 +68,23 @@ async def list_notifications(
     archived: Annotated[
         bool | None, Parameter(description="true: only archived entries; false: only those not archived.")
     ] = None,
+    wait: Annotated[
+        int,
+        Parameter(
+            ge=0,
+            le=rules.MAX_WAIT_S,
+            description=(
+                f"Long-poll: when nothing is there yet, wait up to this many seconds (at most {rules.MAX_WAIT_S}) "
+                "and answer as soon as an entry arrives. No database connection is held while waiting."
+            ),
+        ),
+    ] = 0,
 ) -> EntryPage:
     """A page of the caller's inbox."""
-    if "wait" in request.query_params:
-        # Not yet built: refuse rather than answer as if the parameter were absent.
-        raise InvalidRequest("wait is not supported yet", field="wait")
     if after is not None and before is not None:
         raise InvalidRequest("give after or before, not both", field="before")
+    if wait and before is not None:
+        raise InvalidRequest("wait is for new entries (after), not for history (before)", field="wait")
     repo = services.repository
     only = EntryFilter(unread=unread, archived=archived)
     if before is not None:
@@ -76,9 +93,50 @@ async def list_notifications(
     else:
         start = await _current(repo, principal, parse_cursor(after, "after")) if after is not None else None
         page = await repo.page_after(principal.app_id, principal.user_id, start, limit, only)
+        if wait and not page.items:
+            page = await _wait_for_entries(services, principal, start, limit, only, wait)
     return EntryPage(
         items=page.items, next_cursor=page.next_cursor.encode(), has_more=page.has_more, truncated=page.truncated
     )
+
+
+async def _wait_for_entries(
+    services: Services, principal: Principal, start: Cursor | None, limit: int, only: EntryFilter, wait_s: int
+) -> Page:
+    """Long-poll: read again whenever the user's channel says something, until entries or the deadline.
+
+    The channel is subscribed (and acknowledged) before the store is read again, so an entry
+    committed after that read always wakes the wait. Where this process has no pub/sub (role
+    ``api``, or pub/sub down) the store is read every ``LONG_POLL_FALLBACK_S`` instead.
+    """
+    repo, app_id, user_id = services.repository, principal.app_id, principal.user_id
+    deadline = time.monotonic() + wait_s
+    head = start or await repo.head(app_id, user_id)
+    waiter = Waiter(user_id, head.epoch, head.seq)
+    channel = inbox_channel(services.settings.channel_prefix, app_id, user_id)
+    hub = services.hub
+    joined = False
+    try:
+        if hub is not None:
+            try:
+                await asyncio.wait_for(hub.join(channel, waiter), min(wait_s, SUBSCRIBE_TIMEOUT_S))
+                joined = True
+            except TimeoutError:
+                pass  # pub/sub is down: read the store now and then instead
+        while True:
+            if start is not None:
+                await _current(repo, principal, start)  # an erase while waiting is a 410, not an empty page
+            page = await repo.page_after(app_id, user_id, start, limit, only)
+            remaining = deadline - time.monotonic()
+            if page.items or remaining <= 0:
+                return page
+            if joined:
+                await waiter.wait(remaining)
+            else:
+                await asyncio.sleep(min(LONG_POLL_FALLBACK_S, remaining))
+    finally:
+        if hub is not None:
+            await hub.leave(channel, waiter)
 
 
 async def _current(repo: Repository, principal: Principal, cursor: Cursor) -> Cursor:

@@ -23,6 +23,8 @@ MAX_SCHEDULE_AHEAD_S = 366 * 24 * 3600
 """How far ahead ``send_at`` may be."""
 MAX_STATE_IDS = 500
 """Notification ids in one read-state change."""
+MAX_WAIT_S = 60
+"""The longest long-poll (``wait``)."""
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
 USER_ID_PATTERN = r"^[A-Za-z0-9._:@|+=-]+$"

@@ -161,11 +161,15 @@ async def test_bad_requests_get_clear_errors_and_the_service_keeps_serving(deplo
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_parameters_not_built_yet_are_refused_not_ignored(deployment: Deployment) -> None:
+async def test_bad_long_poll_parameters_are_refused(deployment: Deployment) -> None:
     service = Service(deployment)
     with running(service):
         await service.wait_ready_async()
-        assert_problem(await poll(service.url, token("gina"), wait="1"), 400, "invalid_request", "wait")
+        gina = token("gina")
+        for wait in ("61", "-1", "soon", "1.5"):
+            assert_problem(await poll(service.url, gina, wait=wait), 400, "invalid_request", "wait")
+        head = (await poll(service.url, gina)).json()["next_cursor"]
+        assert_problem(await poll(service.url, gina, before=head, wait="1"), 400, "invalid_request", "wait")
 
 
 async def test_new_endpoints_refuse_bad_input_with_the_right_field(deployment: Deployment) -> None:
