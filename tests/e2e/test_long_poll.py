@@ -72,3 +72,26 @@ async def test_an_erase_during_a_long_poll_is_a_reset(deployment: Deployment) ->
         assert (await producer_call(url, "DELETE", "/v1/users/ezra")).status_code == 204
         reset = await asyncio.wait_for(waiting, 10)
         assert reset.status_code == 410 and reset.json()["code"] == "cursor_reset"
+
+
+async def test_the_sdk_long_polls_sync_and_async(deployment: Deployment) -> None:
+    from tidings_client import AsyncUserClient, UserClient
+
+    service, worker = Service(deployment), Worker(deployment)
+    with running(service, worker):
+        await service.wait_ready_async()
+        url, user = service.url, token("sid")
+        async with AsyncUserClient(url, user, timeout=2.0) as inbox:  # the wait outlasts the timeout
+            head = (await inbox.list_notifications()).next_cursor
+            waiting = asyncio.create_task(inbox.list_notifications(after=head, wait=10))
+            await asyncio.sleep(2.5)
+            notification_id = (await send(url, ["sid"], "async")).json()["id"]
+            assert [n.id for n in (await asyncio.wait_for(waiting, 15)).items] == [notification_id]
+            with pytest.raises(ValueError):
+                await inbox.list_notifications(wait=61)
+
+        def sync_wait() -> list[str]:
+            with UserClient(url, user, timeout=2.0) as sync_inbox:
+                return [n.title for n in sync_inbox.list_notifications(after=head, wait=3).items]
+
+        assert await asyncio.to_thread(sync_wait) == ["async"]

@@ -286,6 +286,20 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
+MAX_WAIT_S = 60
+"""The longest long-poll the server allows."""
+
+
+def _wait_timeout(http: httpx.Client | httpx.AsyncClient, wait: int | None) -> httpx.Timeout | None:
+    """The client's timeout, stretched to outlast a long-poll of ``wait`` seconds."""
+    if not wait:
+        return None
+    current = http.timeout
+    return httpx.Timeout(
+        connect=current.connect, read=(current.read or 0) + wait, write=current.write, pool=current.pool
+    )
+
+
 def _list_params(
     after: str | None,
     limit: int | None,
@@ -293,8 +307,13 @@ def _list_params(
     *,
     unread: bool | None = None,
     archived: bool | None = None,
+    wait: int | None = None,
 ) -> dict[str, str]:
     params: dict[str, str] = {}
+    if wait is not None:
+        if isinstance(wait, bool) or not isinstance(wait, int) or not 0 <= wait <= MAX_WAIT_S:
+            raise ValueError(f"wait must be an int from 0 to {MAX_WAIT_S} seconds")
+        params["wait"] = str(wait)
     if after is not None:
         params["after"] = after
     if before is not None:
@@ -920,6 +939,7 @@ class UserClient(_SyncHTTP):
         before: str | None = None,
         unread: bool | None = None,
         archived: bool | None = None,
+        wait: int | None = None,
     ) -> Page:
         """Read one page of the inbox, in seq order (or history, newest first, with ``before``).
 
@@ -935,6 +955,9 @@ class UserClient(_SyncHTTP):
                 only read ones; both when omitted.
             archived: ``True``: only archived entries; ``False``: only those not
                 archived; both when omitted.
+            wait: Long-poll: when nothing is there yet, wait up to this many seconds
+                (0–60) and return as soon as an entry arrives (not with ``before``).
+                The request's read timeout is stretched by as much.
 
         Returns:
             The page.
@@ -945,8 +968,10 @@ class UserClient(_SyncHTTP):
             APIError: For any other problem answer.
             TransportError: If the request did not complete.
         """
-        params = _list_params(after, limit, before, unread=unread, archived=archived)
-        response = self._request("GET", "/v1/me/notifications", params=params)
+        params = _list_params(after, limit, before, unread=unread, archived=archived, wait=wait)
+        timeout = _wait_timeout(self._http, wait)
+        extra = {"timeout": timeout} if timeout is not None else {}
+        response = self._request("GET", "/v1/me/notifications", params=params, **extra)
         return Page.from_json(_json_body(response, "inbox page"))
 
     def mark_read(self, ids: Sequence[str] | None = None, up_to: str | None = None) -> StateChange:
@@ -1033,6 +1058,7 @@ class AsyncUserClient(_AsyncHTTP):
         before: str | None = None,
         unread: bool | None = None,
         archived: bool | None = None,
+        wait: int | None = None,
     ) -> Page:
         """Read one page of the inbox; see `UserClient.list_notifications`.
 
@@ -1042,6 +1068,7 @@ class AsyncUserClient(_AsyncHTTP):
             before: History instead, newest first, from this cursor down.
             unread: ``True``: only unread entries; ``False``: only read ones.
             archived: ``True``: only archived entries; ``False``: only the others.
+            wait: Long-poll up to this many seconds (0–60) when nothing is there yet.
 
         Returns:
             The page.
@@ -1051,8 +1078,10 @@ class AsyncUserClient(_AsyncHTTP):
             APIError: For any other problem answer.
             TransportError: If the request did not complete.
         """
-        params = _list_params(after, limit, before, unread=unread, archived=archived)
-        response = await self._request("GET", "/v1/me/notifications", params=params)
+        params = _list_params(after, limit, before, unread=unread, archived=archived, wait=wait)
+        timeout = _wait_timeout(self._http, wait)
+        extra = {"timeout": timeout} if timeout is not None else {}
+        response = await self._request("GET", "/v1/me/notifications", params=params, **extra)
         return Page.from_json(_json_body(response, "inbox page"))
 
     async def mark_read(self, ids: Sequence[str] | None = None, up_to: str | None = None) -> StateChange:
