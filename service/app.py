@@ -15,7 +15,7 @@ from service.api import me, ops, producer, topics
 from service.api.deps import provide_principal, provide_producer, provide_services
 from service.api.paths import reject_ambiguous_paths
 from service.api.problems import EXCEPTION_HANDLERS
-from service.gateway import ws
+from service.gateway import sse, ws
 from service.lifespan import open_services
 from service.settings import Settings
 
@@ -57,7 +57,7 @@ def create_app(settings: Settings) -> Litestar:
     if settings.serves_api:
         handlers += [*producer.route_handlers, *topics.route_handlers, *me.route_handlers]
     if settings.serves_gateway:
-        handlers += ws.route_handlers
+        handlers += [*ws.route_handlers, *sse.route_handlers]
     return Litestar(
         route_handlers=handlers,  # type: ignore[arg-type]
         lifespan=[lifespan],

@@ -88,10 +88,10 @@ async def list_notifications(
     repo = services.repository
     only = EntryFilter(unread=unread, archived=archived)
     if before is not None:
-        cursor = await _current(repo, principal, parse_cursor(before, "before"))
+        cursor = await check_current(repo, principal, parse_cursor(before, "before"))
         page = await repo.page_before(principal.app_id, principal.user_id, cursor, limit, only)
     else:
-        start = await _current(repo, principal, parse_cursor(after, "after")) if after is not None else None
+        start = await check_current(repo, principal, parse_cursor(after, "after")) if after is not None else None
         page = await repo.page_after(principal.app_id, principal.user_id, start, limit, only)
         if wait and not page.items:
             page = await _wait_for_entries(services, principal, start, limit, only, wait)
@@ -125,7 +125,7 @@ async def _wait_for_entries(
                 pass  # pub/sub is down: read the store now and then instead
         while True:
             if start is not None:
-                await _current(repo, principal, start)  # an erase while waiting is a 410, not an empty page
+                await check_current(repo, principal, start)  # an erase while waiting is a 410, not an empty page
             page = await repo.page_after(app_id, user_id, start, limit, only)
             remaining = deadline - time.monotonic()
             if page.items or remaining <= 0:
@@ -139,7 +139,7 @@ async def _wait_for_entries(
             await hub.leave(channel, waiter)
 
 
-async def _current(repo: Repository, principal: Principal, cursor: Cursor) -> Cursor:
+async def check_current(repo: Repository, principal: Principal, cursor: Cursor) -> Cursor:
     """``cursor`` if it belongs to the inbox as it is now, else :class:`CursorReset`."""
     head = await repo.head(principal.app_id, principal.user_id)
     if cursor.epoch != head.epoch:
