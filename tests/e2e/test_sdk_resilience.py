@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 
 import pytest
-from tidings_client import AsyncTidingsClient, Backoff, Notification, Subscriber
+from tidings_client import AsyncTidingsClient, Backoff, ConnectionState, Notification, Subscriber
 
-from tests.devices import token, wait_delivered
+from tests.devices import send, token, wait_delivered
 from tests.harness import API_KEY, Deployment, Service, Worker, running
 
 pytestmark = pytest.mark.e2e
@@ -72,3 +72,40 @@ async def wait_until(predicate: object, timeout: float) -> None:
             await asyncio.sleep(0.02)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+async def test_the_sdk_refreshes_its_token_on_the_open_socket(deployment: Deployment) -> None:
+    """Tokens of 2 s (the server allows 5 s of leeway): without a refresh the stream would end
+    with 4001 after about 7 s; the SDK sends fresh ones and the one connection lives on."""
+    service, worker = Service(deployment), Worker(deployment)
+    minted: list[str] = []
+    states: list[ConnectionState] = []
+
+    def fresh_token() -> str:
+        minted.append(token("tom", ttl_s=2))
+        return minted[-1]
+
+    with running(service, worker):
+        await service.wait_ready_async()
+        subscriber = Subscriber(service.url, fresh_token, on_connection_state=states.append,
+                                backoff=Backoff(base=0.05, cap=0.5))
+        titles: list[str] = []
+
+        async def consume() -> None:  # an application iterating all along, as `async for` does
+            async for notification in subscriber:
+                titles.append(notification.title)
+
+        async with subscriber:
+            consumer = asyncio.create_task(consume())
+            await asyncio.sleep(1.0)
+            await send(service.url, ["tom"], "early")
+            await asyncio.sleep(9.0)  # past the first token's expiry and leeway
+            await send(service.url, ["tom"], "late")
+            for _ in range(100):
+                if titles == ["early", "late"]:
+                    break
+                await asyncio.sleep(0.1)
+            assert titles == ["early", "late"]
+        await asyncio.wait_for(consumer, 5)
+        assert states.count(ConnectionState.CONNECTING) == 1, states
+        assert len(minted) >= 3, "the token was not refreshed before it expired"

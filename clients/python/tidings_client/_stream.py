@@ -35,9 +35,11 @@ else  drop, 1000, 1009,   reconnect with full-jitter exponential backoff,
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -99,6 +101,17 @@ def stream_url(base_url: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/v1/stream", "", ""))
 
 
+def _token_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT (seconds since the epoch), read without verifying it."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp = claims.get("exp") if isinstance(claims, dict) else None
+    except (IndexError, ValueError, TypeError):
+        return None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+
+
 async def _call(callback: Callable[..., object], *args: Any) -> None:
     result = callback(*args)
     if inspect.isawaitable(result):
@@ -121,7 +134,10 @@ class Subscriber:
     Args:
         base_url: The service's root URL, ``http(s)://host:port``.
         token: The user's JWT, or a callable (sync or async) returning one,
-            called before every (re)connect.
+            called before every (re)connect, and again shortly before the
+            current token's ``exp`` (while the application iterates): the fresh
+            token goes over the open socket as an ``auth`` frame, so the
+            stream is not closed with 4001.
         cursor: Resume after this cursor (e.g. a saved `cursor`); from the
             head (only what arrives from now on) when omitted.
         on_reset: Called (sync or async, no arguments) when the inbox was reset
@@ -169,6 +185,7 @@ class Subscriber:
         self._open_timeout = open_timeout
 
         self._ws: ClientConnection | None = None
+        self._refresh_at: float | None = None  # monotonic time to send a fresh `auth` frame
         self._live = False  # the current socket got `ready`
         self._last_seq: int | None = None
         self._unread: int | None = None
@@ -274,9 +291,15 @@ class Subscriber:
             if ws is None:
                 await self._connect()
                 continue
+            wait = self._silence_timeout
+            if self._refresh_at is not None:
+                wait = max(0.0, min(wait, self._refresh_at - time.monotonic()))
             try:
-                raw = await asyncio.wait_for(ws.recv(), self._silence_timeout)
+                raw = await asyncio.wait_for(ws.recv(), wait)
             except TimeoutError:
+                if self._refresh_at is not None and time.monotonic() >= self._refresh_at:
+                    await self._refresh_token(ws)
+                    continue
                 logger.info("no frame for %.1f s, reconnecting", self._silence_timeout)
                 # A silent peer will not answer a closing handshake either.
                 ws.transport.abort()
@@ -362,7 +385,34 @@ class Subscriber:
             await ws.send(json.dumps(auth))
         except ConnectionClosed:
             return  # the next recv() raises again and reports the close code
+        self._schedule_refresh(token)
         await self._emit(ConnectionState.CONNECTED)
+
+    def _schedule_refresh(self, token: str) -> None:
+        """With a token provider, plan a fresh ``auth`` frame before ``token`` expires.
+
+        The server closes a stream with 4001 when its token's ``exp`` passes; sending a
+        fresh token on the open socket keeps it (and spares a reconnect and a replay).
+        """
+        expiry = _token_expiry(token) if callable(self._token) else None
+        if expiry is None:
+            self._refresh_at = None
+            return
+        lifetime = expiry - time.time()
+        margin = max(1.0, min(30.0, lifetime * 0.2))
+        self._refresh_at = time.monotonic() + max(0.5, lifetime - margin)
+
+    async def _refresh_token(self, ws: ClientConnection) -> None:
+        self._refresh_at = None
+        try:
+            token = await self._fetch_token()
+            await ws.send(json.dumps({"type": "auth", "token": token}))
+        except ConnectionClosed:
+            return  # the next recv() reports the close
+        except Exception:  # noqa: BLE001 - the app's provider failed: the server's 4001 will tell
+            logger.warning("token refresh failed; the stream ends when the token expires", exc_info=True)
+            return
+        self._schedule_refresh(token)
 
     async def _connect_failed(self, exc: Exception) -> None:
         self._failures += 1
