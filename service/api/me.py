@@ -17,6 +17,7 @@ from service.domain import rules
 from service.domain.channels import inbox_channel
 from service.domain.cursor import Cursor, InvalidCursorError
 from service.errors import CursorReset, InvalidCursor, InvalidRequest
+from service.gateway.session import SUBSCRIBE_TIMEOUT_S
 from service.gateway.waiter import Waiter
 from service.lifespan import Services
 from service.read_state import change_state
@@ -25,7 +26,6 @@ from service.store.repository import Repository
 
 _SECURITY = [{"userToken": []}]
 
-SUBSCRIBE_TIMEOUT_S = 5.0
 LONG_POLL_FALLBACK_S = 1.0
 """How often a long-poll without pub/sub reads the store."""
 

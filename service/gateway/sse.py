@@ -29,14 +29,13 @@ from service.api.me import check_current, parse_cursor
 from service.api.problems import documented
 from service.auth.api_keys import bearer
 from service.auth.tokens import verify_user_token
-from service.domain.channels import inbox_channel
-from service.domain.codes import CloseCode, ErrorCode
+from service.domain.codes import CloseCode
 from service.domain.frames import error_frame
 from service.errors import Unauthorized, Unavailable
-from service.gateway.stream import Stream, StreamClosed
+from service.gateway.session import new_stream, run_joined
+from service.gateway.stream import StreamClosed
 from service.lifespan import Services
 
-SUBSCRIBE_TIMEOUT_S = 5.0
 RETRY_MS = 2000
 """How long a browser waits before reconnecting after the stream ends."""
 QUEUE_FRAMES = 64
@@ -102,32 +101,12 @@ async def events(
         except TimeoutError:
             raise StreamClosed(CloseCode.TOO_SLOW, "too slow: the client is not reading") from None
 
-    stream = Stream(
-        principal,
-        services.repository,
-        send,
-        page=settings.replay_page,
-        max_buffered_bytes=settings.outbox_max_bytes,
-        ping_interval_s=settings.ping_interval_s,
-    )
-    channel = inbox_channel(settings.channel_prefix, principal.app_id, principal.user_id)
+    stream = new_stream(services, principal, send)
 
     async def run() -> None:
-        try:
-            try:
-                await asyncio.wait_for(hub.join(channel, stream), SUBSCRIBE_TIMEOUT_S)
-            except TimeoutError:
-                closed = StreamClosed(
-                    CloseCode.SERVICE_RESTART, "unavailable",
-                    error_frame(ErrorCode.UNAVAILABLE, "live channel unavailable; poll instead"),
-                )
-            else:
-                closed = await stream.run(start)
-        finally:
-            await hub.leave(channel, stream)
+        closed = await run_joined(services, hub, stream, start)
         services.metrics.streams_closed.labels(str(int(closed.code))).inc()
-        reason = closed.error or error_frame("closed", closed.reason)
-        await frames.put(reason)
+        await frames.put(closed.error or error_frame("closed", closed.reason))
         await frames.put(_END)
 
     async def produce() -> AsyncIterator[ServerSentEventMessage]:

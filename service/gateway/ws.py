@@ -19,18 +19,17 @@ from litestar.exceptions import WebSocketDisconnect
 
 from service.auth.tokens import Principal, verify_user_token
 from service.domain import rules
-from service.domain.channels import inbox_channel
 from service.domain.codes import CloseCode, ErrorCode
 from service.domain.cursor import Cursor, InvalidCursorError
 from service.domain.frames import error_frame
 from service.errors import InvalidRequest, TidingsError, Unauthorized
+from service.gateway.session import new_stream, run_joined
 from service.gateway.stream import Stream, StreamClosed
 from service.lifespan import Services
 from service.read_state import change_state
 
 log = logging.getLogger("tidings.gateway")
 
-SUBSCRIBE_TIMEOUT_S = 5.0
 
 
 class _ClientFrame(msgspec.Struct):
@@ -163,30 +162,14 @@ async def stream_handler(socket: WebSocket[Any, Any, Any], services: NamedDepend
         except TimeoutError:
             raise StreamClosed(CloseCode.TOO_SLOW, "too slow: the socket is not draining") from None
 
-    stream = Stream(
-        principal,
-        services.repository,
-        send,
-        page=settings.replay_page,
-        max_buffered_bytes=settings.outbox_max_bytes,
-        ping_interval_s=settings.ping_interval_s,
-    )
-    channel = inbox_channel(settings.channel_prefix, principal.app_id, principal.user_id)
+    stream = new_stream(services, principal, send)
     reader = asyncio.create_task(_read_client_frames(socket, stream, services))
     try:
-        try:
-            # Subscribed (and acknowledged) before the replay reads the store: nothing can slip between.
-            await asyncio.wait_for(hub.join(channel, stream), SUBSCRIBE_TIMEOUT_S)
-        except TimeoutError:
-            closed = _policy(ErrorCode.UNAVAILABLE, "live channel unavailable; poll instead", CloseCode.SERVICE_RESTART)
-        else:
-            try:
-                closed = await stream.run(cursor)
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                closed = StreamClosed(CloseCode.NORMAL, "client went away")
+        closed = await run_joined(services, hub, stream, cursor)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        closed = StreamClosed(CloseCode.NORMAL, "client went away")
     finally:
         reader.cancel()
-        await hub.leave(channel, stream)
     services.metrics.streams_closed.labels(str(int(closed.code))).inc()
     await _close(socket, closed)
 
