@@ -9,7 +9,7 @@ from service.broker.base import Hint, Publisher
 from service.domain.channels import inbox_channel
 from service.domain.frames import notification_frame
 from service.errors import BrokerUnavailable
-from service.store.access import aware, utcnow
+from service.store.access import utcnow
 from service.store.repository import Repository, StoredNotification
 
 log = logging.getLogger("tidings.delivery")
@@ -31,7 +31,7 @@ async def deliver_chunk(
     ``delivered`` once every recipient has an entry), then publish them. Safe to run again:
     returns the number of entries stored or found for this chunk."""
     delivered = await repository.fan_out(notification, users)
-    if notification.expires_at is not None and aware(notification.expires_at) <= utcnow():
+    if notification.expires_at is not None and notification.expires_at <= utcnow():
         return len(delivered)  # stored late, already expired: hidden everywhere, so not pushed either
     hints = [
         Hint(

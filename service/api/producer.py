@@ -42,7 +42,7 @@ from service.errors import (
 )
 from service.lifespan import Services
 from service.queue import enqueue_delivery
-from service.store.access import aware, iso, utcnow
+from service.store.access import iso, utcnow
 from service.store.repository import NewNotification, StoredNotification
 
 log = logging.getLogger("tidings.api")
@@ -170,7 +170,7 @@ async def _accept(
             if created:
                 services.metrics.degraded.inc()
     # A replay answers what the first request was answered, not where delivery stands now.
-    first_status = "scheduled" if stored.send_at is not None and aware(stored.send_at) > aware(stored.created_at) else "accepted"
+    first_status = "scheduled" if stored.send_at is not None and stored.send_at > stored.created_at else "accepted"
     return _Outcome(id=stored.id, status=first_status, replayed=not created, degraded=degraded)
 
 

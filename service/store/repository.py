@@ -25,7 +25,7 @@ from service.domain.cursor import Cursor
 from service.domain.models import Entry
 from service.domain.rules import IDEMPOTENCY_WINDOW_S
 from service.errors import IdempotencyConflict
-from service.store.access import aware, iso, utcnow
+from service.store.access import iso, utcnow
 from service.store.inbox import ENTRY_COLUMNS, FIRST_EPOCH, InboxStore, entry_from_row
 from service.store.tables import (
     ErasedEntry,
@@ -93,7 +93,7 @@ class StoredNotification:
     @property
     def due(self) -> bool:
         """Whether its ``send_at`` (if any) has come."""
-        return self.send_at is None or aware(self.send_at) <= utcnow()
+        return self.send_at is None or self.send_at <= utcnow()
 
     @classmethod
     def from_row(cls, row: Any) -> StoredNotification:
@@ -190,7 +190,7 @@ class Repository(InboxStore):
         if new.idempotency_key is not None:
             existing = await self._by_idempotency_key(new)
             if existing is not None:
-                if aware(existing.created_at) > row["created_at"] - timedelta(seconds=IDEMPOTENCY_WINDOW_S):
+                if existing.created_at > row["created_at"] - timedelta(seconds=IDEMPOTENCY_WINDOW_S):
                     return self._same_request(existing, new), False
                 expired = existing  # remembered for 24 h only: this key now names a new notification
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, exists, func, select, update
 
@@ -41,6 +42,10 @@ class Purged:
 class RetentionStore(Store):
     """The deletes of the retention job."""
 
+    def _larger(self, column: Any, value: int) -> Any:
+        """SQL for the larger of ``column`` and ``value`` (SQLite spells it ``max``)."""
+        return func.max(column, value) if self._db.dialect == "sqlite" else func.greatest(column, value)
+
     async def purge_batch(self, cutoff: datetime, batch: int) -> Purged:
         """Remove up to about ``batch`` rows created before ``cutoff``; call again while it removes any."""
         async with self._read() as connection:
@@ -64,7 +69,7 @@ class RetentionStore(Store):
                     await connection.execute(
                         update(_counters)
                         .where(_counters.c.app_id == app_id, _counters.c.user_id == user_id, _counters.c.epoch == epoch)
-                        .values(floor_seq=func.max(_counters.c.floor_seq, seq) if self._serialized else func.greatest(_counters.c.floor_seq, seq))
+                        .values(floor_seq=self._larger(_counters.c.floor_seq, seq))
                     )
                     result = await connection.execute(
                         _entries.delete().where(
