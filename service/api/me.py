@@ -151,8 +151,9 @@ async def check_current(repo: Repository, principal: Principal, cursor: Cursor) 
 
 @get("/v1/me/unread-count", security=_SECURITY, responses=documented(401, 503), tags=["user"], summary="Unread entries")
 async def unread_count(services: NamedDependency[Services], principal: NamedDependency[Principal]) -> UnreadCount:
-    """How many of the caller's entries are unread."""
-    return UnreadCount(unread=await services.repository.unread_count(principal.app_id, principal.user_id))
+    """How many of the caller's entries are unread, and the inbox head they are counted to."""
+    unread, head = await services.repository.unread_and_head(principal.app_id, principal.user_id)
+    return UnreadCount(unread=unread, cursor=head.encode())
 
 
 @post(

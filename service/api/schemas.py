@@ -198,9 +198,11 @@ class EntryPage(msgspec.Struct):
 
 
 class UnreadCount(msgspec.Struct):
-    """The user's unread entries."""
+    """The user's unread entries, counted up to ``cursor`` (the inbox head when it was read)."""
 
     unread: int
+    cursor: str
+    """The head: poll with ``after=cursor`` to get only what comes next (as after ``ready``)."""
 
 
 class StateChangeIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

@@ -196,6 +196,14 @@ class InboxStore(Store):
         async with self._read() as connection:
             return int((await connection.execute(_unread_query(app_id, user_id, up_to_seq))).scalar_one())
 
+    async def unread_and_head(self, app_id: str, user_id: str) -> tuple[int, Cursor]:
+        """The unread count as of the head, and the head, read together (a device that starts
+        polling from that head adds what comes after it, as after a ``ready`` frame)."""
+        async with self._read() as connection:
+            head, _floor = await self._position(connection, app_id, user_id)
+            unread = (await connection.execute(_unread_query(app_id, user_id, head.seq))).scalar_one()
+            return int(unread), head
+
     async def entries_after(
         self, app_id: str, user_id: str, epoch: int, after_seq: int, limit: int, *, up_to: int | None = None
     ) -> list[Entry]:
