@@ -31,6 +31,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         ctx["database"] = database
         ctx["repository"] = Repository(database)
         ctx["retention"] = RetentionStore(database)
+        ctx["owns_database"] = True
     # Publish where the gateways subscribe: the pub/sub Redis may be a separate server.
     if settings.pubsub_redis_url:
         ctx["pubsub_redis"] = Redis.from_url(settings.pubsub_redis_url)
@@ -38,9 +39,9 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    """Close the store and the pub/sub connection."""
+    """Close the pub/sub connection, and the store unless the process shares it."""
     if ctx.get("pubsub_redis") is not None:
         await ctx["pubsub_redis"].aclose()
     database: Database | None = ctx.get("database")
-    if database is not None:
+    if database is not None and ctx.get("owns_database"):
         await database.dispose()

@@ -52,25 +52,24 @@ def worker_kwargs(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_workers(settings: Settings) -> tuple[Worker, Worker]:
-    """The normal-priority worker (with the cron jobs) and the high-priority one.
+def create_workers(settings: Settings, database: Database) -> tuple[Worker, Worker]:
+    """The normal-priority worker (with the cron jobs) and the high-priority one, sharing ``database``.
 
-    Both run in one process and share its store, so on SQLite their writes queue on one
-    lock. The first handles SIGINT/SIGTERM and stops the second with it.
+    Both run in one process (``workers.__main__`` drives them and handles the signals), so on
+    SQLite their writes queue on one lock.
     """
-    database = Database.connect(settings.database_url)
     shared = {
         "settings": settings,
         "database": database,
         "repository": Repository(database),
         "retention": RetentionStore(database),
+        "owns_database": False,
     }
-    normal = create_worker(settings, ctx=dict(shared))
+    normal = create_worker(settings, ctx=dict(shared), handle_signals=False)
     high = create_worker(
         settings, ctx=dict(shared), queue_name=queue_for(settings.queue_name, "high"), cron_jobs=None,
         handle_signals=False,
     )
-    normal.on_stop = high.handle_sig
     return normal, high
 
 
