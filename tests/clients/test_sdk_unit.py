@@ -44,6 +44,7 @@ from tidings_client import (
     TidingsError,
     TransportError,
     UnavailableError,
+    UnreadCount,
     UserClient,
     batch_item,
 )
@@ -342,6 +343,18 @@ def test_unread_count() -> None:
     assert recorder.last.url.path == "/v1/me/unread-count"
 
 
+def test_unread_and_head() -> None:
+    recorder = Recorder(httpx.Response(200, json={"unread": 4, "cursor": "e1:9"}))
+    with UserClient(BASE, "jwt", transport=httpx.MockTransport(recorder)) as client:
+        assert client.unread_count() == 4  # still an int
+        assert client.unread_and_head() == UnreadCount(unread=4, cursor="e1:9")
+    assert recorder.last.url.path == "/v1/me/unread-count"
+    with UserClient(BASE, "jwt", transport=httpx.MockTransport(
+            Recorder(httpx.Response(200, json={"unread": 4})))) as client:
+        with pytest.raises(ProtocolError):
+            client.unread_and_head()  # an older server without the head
+
+
 @pytest.mark.asyncio
 async def test_async_clients() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
@@ -350,7 +363,7 @@ async def test_async_clients() -> None:
         if request.url.path == "/v1/notifications/n1":
             return problem(404, "not_found")
         if request.url.path == "/v1/me/unread-count":
-            return httpx.Response(200, json={"unread": 0})
+            return httpx.Response(200, json={"unread": 0, "cursor": "e1:9"})
         return httpx.Response(200, json={"items": [], "next_cursor": "e1:9", "has_more": False,
                                          "truncated": False})
 
@@ -367,6 +380,7 @@ async def test_async_clients() -> None:
         page = await asyncio.wait_for(user.list_notifications(after="e1:9"), T)
         assert page.items == [] and page.next_cursor == "e1:9"
         assert await asyncio.wait_for(user.unread_count(), T) == 0
+        assert await asyncio.wait_for(user.unread_and_head(), T) == UnreadCount(0, "e1:9")
     assert recorder.requests[0].headers["Idempotency-Key"] == "i"
 
     def refuse(request: httpx.Request) -> httpx.Response:

@@ -43,6 +43,7 @@ from ._models import (
     StateAction,
     StateChange,
     StateFrame,
+    UnreadCount,
 )
 from ._stream import (
     Subscriber,
@@ -82,6 +83,7 @@ __all__ = [
     "TokenSource",
     "TransportError",
     "UnavailableError",
+    "UnreadCount",
     "UserClient",
     "batch_item",
 ]

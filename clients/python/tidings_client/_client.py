@@ -43,6 +43,7 @@ from ._models import (
     SendResult,
     StateAction,
     StateChange,
+    UnreadCount,
 )
 
 __all__ = ["AsyncTidingsClient", "AsyncUserClient", "TidingsClient", "UserClient", "batch_item"]
@@ -433,6 +434,10 @@ class _AsyncHTTP:
             raise TransportError(f"{method} {path} failed: {exc}") from exc
         _raise_for_problem(response)
         return response
+
+    def _use_credential(self, credential: str) -> None:
+        """Send ``credential`` from the next request on (`Subscriber` hands in fresh tokens)."""
+        self._http.headers.update(_auth_headers(credential))
 
     async def aclose(self) -> None:
         """Close the connection pool. The client cannot be used afterwards."""
@@ -1028,6 +1033,23 @@ class UserClient(_SyncHTTP):
         response = self._request("GET", "/v1/me/unread-count")
         return _unread(_json_body(response, "unread count"))
 
+    def unread_and_head(self) -> UnreadCount:
+        """Return the unread count and the inbox head it is taken to, read together.
+
+        Listing with ``after=`` that head gives exactly the entries the count
+        does not hold yet (as after a stream's ``ready`` frame).
+
+        Returns:
+            The count and the head cursor.
+
+        Raises:
+            APIError: For a problem answer.
+            ProtocolError: If the answer has no head cursor (an older server).
+            TransportError: If the request did not complete.
+        """
+        response = self._request("GET", "/v1/me/unread-count")
+        return UnreadCount.from_json(_json_body(response, "unread count"))
+
 
 class AsyncUserClient(_AsyncHTTP):
     """Asynchronous client of the user API; same methods as `UserClient`.
@@ -1136,3 +1158,16 @@ class AsyncUserClient(_AsyncHTTP):
         response = await self._request("GET", "/v1/me/unread-count")
         return _unread(_json_body(response, "unread count"))
 
+    async def unread_and_head(self) -> UnreadCount:
+        """Return the unread count and the head it is taken to; see `UserClient.unread_and_head`.
+
+        Returns:
+            The count and the head cursor.
+
+        Raises:
+            APIError: For a problem answer.
+            ProtocolError: If the answer has no head cursor (an older server).
+            TransportError: If the request did not complete.
+        """
+        response = await self._request("GET", "/v1/me/unread-count")
+        return UnreadCount.from_json(_json_body(response, "unread count"))

@@ -26,6 +26,7 @@ __all__ = [
     "StateAction",
     "StateChange",
     "StateFrame",
+    "UnreadCount",
 ]
 
 Priority = Literal["normal", "high"]
@@ -407,6 +408,37 @@ class StateChange:
 
 
 @dataclass(frozen=True, slots=True)
+class UnreadCount:
+    """The answer of ``GET /v1/me/unread-count`` (`UserClient.unread_and_head`).
+
+    Attributes:
+        unread: How many entries are neither read, archived nor expired.
+        cursor: The inbox head the count is taken to (read together with it):
+            polling with ``after=cursor`` gets exactly the entries after the count.
+    """
+
+    unread: int
+    cursor: str
+
+    @classmethod
+    def from_json(cls, obj: Any) -> UnreadCount:
+        """Decode the answer of ``GET /v1/me/unread-count``.
+
+        Args:
+            obj: The decoded JSON body.
+
+        Returns:
+            The count and its head.
+
+        Raises:
+            ProtocolError: If a required key is missing or has the wrong type.
+        """
+        what = "unread count"
+        body = _mapping(obj, what)
+        return cls(unread=_require(body, "unread", int, what), cursor=_require(body, "cursor", str, what))
+
+
+@dataclass(frozen=True, slots=True)
 class StateFrame:
     """A ``{"type": "state", ...}`` stream frame: entries of the inbox changed read state.
 
@@ -471,6 +503,12 @@ class ConnectionState(enum.StrEnum):
         CONNECTED: The socket is open and the auth frame was sent.
         LIVE: The server sent ``ready``: the replay is over, entries now arrive live.
         DISCONNECTED: The connection was lost; a reconnect is scheduled.
+        DEGRADED: The WebSocket is blocked or keeps dropping: entries arrive by
+            long-poll (``GET /v1/me/notifications?wait=``), and the WebSocket is
+            tried again now and then (`LIVE` when it works again).
+        OFFLINE: Degraded, and polling does not reach the server right now
+            either; the subscriber retries with backoff (`DEGRADED` when a poll
+            answers again).
         CLOSED: The subscriber stopped, by `Subscriber.close` or a terminal error.
     """
 
@@ -478,4 +516,6 @@ class ConnectionState(enum.StrEnum):
     CONNECTED = "connected"
     LIVE = "live"
     DISCONNECTED = "disconnected"
+    DEGRADED = "degraded"
+    OFFLINE = "offline"
     CLOSED = "closed"
