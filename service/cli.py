@@ -68,18 +68,21 @@ def cmd_serve(_: argparse.Namespace) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.drain import DrainingServer, drain
     from service.logs import configure as configure_logging
 
     settings = _settings(os.environ)
     settings.require_redis("tidings serve")
     settings.require_credentials()
     configure_logging(settings.log_level, "service")
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         ws="websockets-sansio",
         ws_max_size=64 * 1024,
+        # Protocol pings: a device that stops answering is dropped within two intervals.
         ws_ping_interval=max(1.0, settings.ping_interval_s),
         ws_ping_timeout=max(1.0, settings.ping_interval_s),
         log_level=settings.log_level,
@@ -90,6 +93,7 @@ def cmd_serve(_: argparse.Namespace) -> int:
         timeout_keep_alive=75,
         proxy_headers=False,
     )
+    DrainingServer(config, lambda: drain(app, settings.drain_s)).run()
     return 0
 
 

@@ -97,6 +97,8 @@ class Settings:
     """Bytes queued for one connection before it is closed with 4008 (too slow)."""
     send_timeout_s: float = 10.0
     """Seconds one frame may wait for a socket that is not draining before 4008 (too slow)."""
+    drain_s: float = 3.0
+    """Seconds over which SIGTERM spreads the 1012 closes of this process's streams."""
     replay_page: int = 200
     """Entries read from the store per page while a stream replays."""
     sweep_after_s: int = 10
@@ -165,6 +167,7 @@ class Settings:
             auth_timeout_s=_float(e, "TIDINGS_AUTH_TIMEOUT_S", 5.0, low=0.05, high=60),
             outbox_max_bytes=_int(e, "TIDINGS_OUTBOX_MAX_BYTES", 1 << 20, low=1024, high=1 << 30),
             send_timeout_s=_float(e, "TIDINGS_SEND_TIMEOUT_S", 10.0, low=0.1, high=300),
+            drain_s=_float(e, "TIDINGS_DRAIN_S", 3.0, low=0, high=120),
             replay_page=_int(e, "TIDINGS_REPLAY_PAGE", 200, low=1, high=500),
             sweep_after_s=_int(e, "TIDINGS_SWEEP_AFTER_S", 10, low=1, high=86400),
             job_timeout_s=_int(e, "TIDINGS_JOB_TIMEOUT_S", 5, low=1, high=3600),

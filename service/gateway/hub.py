@@ -16,7 +16,9 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from service.aio import cancel_and_wait
+from service.domain.codes import CloseCode
 from service.errors import TidingsError
+from service.gateway.stream import StreamClosed
 
 if TYPE_CHECKING:
     from service.broker.base import Subscriptions
@@ -26,6 +28,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidings.gateway")
 
 POSITIONING_BATCH = 500
+DRAIN_STEP_S = 0.05
+"""Closes during a drain go out in slices this far apart."""
+DRAIN_GRACE_S = 2.0
+"""How long a drain waits, after the last close, for the streams to end."""
 
 
 class Hub:
@@ -38,6 +44,8 @@ class Hub:
         self._streams: dict[str, set[Stream]] = defaultdict(set)
         self._subscriptions: Subscriptions | None = None
         self._task: asyncio.Task[None] | None = None
+        self.draining = False
+        """Set by :meth:`drain`: the process is stopping; new streams are turned away."""
 
     def attach(self, subscriptions: Subscriptions) -> None:
         """Use ``subscriptions`` for joins and leaves (set once at startup)."""
@@ -93,6 +101,26 @@ class Hub:
             for user, head in heads.items():
                 for stream in by_user[user]:
                     stream.behind(head)
+
+    async def drain(self, window_s: float) -> None:
+        """Close every stream with 1012 (and answer every long-poll), spread over ``window_s``.
+
+        Called on SIGTERM once the listener is closed: the devices reconnect to another
+        instance, and spreading the closes spreads their reconnects and replays there.
+        """
+        self.draining = True
+        members = [member for members in self._streams.values() for member in members]
+        random.shuffle(members)
+        loop = asyncio.get_running_loop()
+        start, steps = loop.time(), max(1, int(window_s / DRAIN_STEP_S))
+        for step in range(steps):
+            await asyncio.sleep(max(0.0, start + step * window_s / steps - loop.time()))
+            for member in members[step * len(members) // steps : (step + 1) * len(members) // steps]:
+                member.close(StreamClosed(CloseCode.SERVICE_RESTART, "service restarting; reconnect"))
+        # Give the closes a moment to reach the sockets; stragglers are cut by the server.
+        deadline = loop.time() + DRAIN_GRACE_S
+        while self.stream_count and loop.time() < deadline:
+            await asyncio.sleep(0.05)
 
     async def run_positioning(self) -> None:
         """Run :meth:`position_all` forever, every ``positioning_interval_s``."""
