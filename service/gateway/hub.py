@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidings.gateway")
 
 POSITIONING_BATCH = 500
+RESET_SPREAD_S = 1.0
+"""After the pub/sub connection came back, the catch-up of every stream is spread over this."""
+RESET_SLICES = 20
 DRAIN_STEP_S = 0.05
 """Closes during a drain go out in slices this far apart."""
 DRAIN_GRACE_S = 2.0
@@ -79,20 +82,31 @@ class Hub:
             stream.offer(epoch, seq, frame)
 
     async def on_reset(self) -> None:
-        """Messages may have been lost: check every stream against the store soon."""
-        # Spread the catch-up reads instead of sending every stream to the store at once.
-        await asyncio.sleep(random.uniform(0, min(1.0, self._interval)))
-        await self.position_all()
+        """Messages may have been lost: check every stream against the store, spread out.
 
-    async def position_all(self) -> None:
-        """Compare every live stream's last seq with its inbox head; poke the ones behind."""
+        Every stream of the process may be behind at once; poking them in slices over
+        ``RESET_SPREAD_S`` spreads their catch-up reads instead of sending all to the store at once.
+        """
+        await self.position_all(spread_s=min(RESET_SPREAD_S, self._interval))
+
+    async def position_all(self, spread_s: float = 0.0) -> None:
+        """Compare every live stream's last seq with its inbox head; poke the ones behind.
+
+        With ``spread_s``, users are taken in random order and in slices spread over that time.
+        """
         by_user: dict[str, list[Stream]] = defaultdict(list)
         for streams in list(self._streams.values()):
             for stream in streams:
                 by_user[stream.user_id].append(stream)
         users = list(by_user)
-        for start in range(0, len(users), POSITIONING_BATCH):
-            batch = users[start : start + POSITIONING_BATCH]
+        size = POSITIONING_BATCH
+        if spread_s > 0:
+            random.shuffle(users)
+            size = max(1, min(POSITIONING_BATCH, -(-len(users) // RESET_SLICES)))
+        loop = asyncio.get_running_loop()
+        start, slices = loop.time(), max(1, -(-len(users) // size))
+        for number, first in enumerate(range(0, len(users), size)):
+            batch = users[first : first + size]
             try:
                 heads = await self._repo.heads(self._app_id, batch)
             except TidingsError as exc:
@@ -101,6 +115,8 @@ class Hub:
             for user, head in heads.items():
                 for stream in by_user[user]:
                     stream.behind(head)
+            if spread_s > 0:
+                await asyncio.sleep(max(0.0, start + spread_s * (number + 1) / slices - loop.time()))
 
     async def drain(self, window_s: float) -> None:
         """Close every stream with 1012 (and answer every long-poll), spread over ``window_s``.

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -33,7 +34,7 @@ from service.domain.codes import CloseCode, ErrorCode
 from service.domain.cursor import Cursor
 from service.domain.frames import PING, error_frame, notification_frame, ready_frame
 from service.domain.ordering import Verdict, judge
-from service.errors import TidingsError
+from service.errors import StoreUnavailable, TidingsError
 
 if TYPE_CHECKING:
     from service.auth.tokens import Principal
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidings.gateway")
 
 Send = Callable[[bytes], Awaitable[None]]
+
+STORE_RETRY_S = 1.0
+"""While live, how soon a stream reads the store again after it did not answer."""
 
 
 class StreamClosed(Exception):
@@ -198,8 +202,9 @@ class Stream:
 
     async def _live(self) -> None:
         next_ping = time.monotonic() + self._ping_interval
+        retry_at = math.inf
         while True:
-            timeout = max(0.0, min(next_ping, self.principal.deadline) - time.monotonic())
+            timeout = max(0.0, min(next_ping, self.principal.deadline, retry_at) - time.monotonic())
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
@@ -213,13 +218,19 @@ class Stream:
                     "token expired",
                     error_frame(ErrorCode.UNAUTHORIZED, "token expired; reconnect with a fresh one"),
                 )
-            if self._epoch_changed:
-                await self._check_epoch()
             if now >= next_ping:
                 await self._send(PING)
                 next_ping = now + self._ping_interval
             await self._send_states()
-            await self._drain()
+            try:
+                if self._epoch_changed:
+                    await self._check_epoch()
+                await self._drain()
+                retry_at = math.inf
+            except StoreUnavailable as exc:
+                # Keep the socket: what the store holds waits there; read it again shortly.
+                log.warning("stream of %s waits for the store: %s", self.user_id, exc.detail)
+                retry_at = time.monotonic() + STORE_RETRY_S
 
     async def _send_states(self) -> None:
         while self._states:
@@ -232,6 +243,8 @@ class Stream:
             batch = sorted(self._pending, key=lambda item: item[1])
             self._pending.clear()
             self._pending_bytes = 0
+            # Should the store fail half-way, what the batch announced stays owed.
+            self._hinted = max(self._hinted, batch[-1][1]) if batch[-1][0] == self.epoch else self._hinted
             for epoch, seq, frame in batch:
                 if epoch != self.epoch:
                     await self._check_epoch()
@@ -263,8 +276,8 @@ class Stream:
             self._wake.set()
 
     async def _check_epoch(self) -> None:
-        self._epoch_changed = False
         head = await self._repo.head(self.principal.app_id, self.user_id)
+        self._epoch_changed = False
         if head.epoch != self.epoch:
             raise StreamClosed(
                 CloseCode.CURSOR_RESET,
