@@ -398,12 +398,24 @@ Script = Callable[[ServerConnection, dict[str, Any]], Awaitable[None]]
 
 
 class FakeStream:
-    """A scripted v1 stream: connection i runs ``scripts[i]`` (the last one repeats)."""
+    """A scripted v1 stream: connection i runs ``scripts[i]`` (the last one repeats).
+
+    While ``refusal`` is set to ``(status, body)`` every handshake is refused with
+    it, as by a proxy that blocks WebSockets; ``handshakes`` counts the attempts.
+    """
 
     def __init__(self, scripts: list[Script]) -> None:
         self.scripts = scripts
         self.auths: list[dict[str, Any]] = []
         self.base_url = ""
+        self.refusal: tuple[int, str] | None = None
+        self.handshakes = 0
+
+    def process_request(self, connection: ServerConnection, request: Any) -> Any:
+        self.handshakes += 1
+        if self.refusal is None:
+            return None
+        return connection.respond(*self.refusal)
 
     async def handler(self, ws: ServerConnection) -> None:
         auth = json.loads(await asyncio.wait_for(ws.recv(), T))
@@ -415,7 +427,7 @@ class FakeStream:
 @asynccontextmanager
 async def fake_stream(*scripts: Script) -> AsyncIterator[FakeStream]:
     fake = FakeStream(list(scripts))
-    async with serve(fake.handler, "127.0.0.1", 0) as server:
+    async with serve(fake.handler, "127.0.0.1", 0, process_request=fake.process_request) as server:
         port = server.sockets[0].getsockname()[1]
         fake.base_url = f"http://127.0.0.1:{port}"
         yield fake
@@ -619,6 +631,7 @@ async def test_silence_past_the_ping_deadline_reconnects() -> None:
 
     async with fake_stream(silent, healthy) as fake:
         subscriber = Subscriber(fake.base_url, "jwt", backoff=FAST, ping_interval=0.05)
+        assert subscriber._silence_timeout == pytest.approx(0.1)  # dead "within two intervals"
         async with subscriber:
             loop = asyncio.get_running_loop()
             started = loop.time()
@@ -1179,3 +1192,386 @@ async def test_entries_already_in_a_state_frames_count_are_not_added_again() -> 
             assert subscriber.unread == 2  # the frame's count, not 2 + 2
             await take(subscriber, 1)
             assert subscriber.unread == 3  # seq 4 is after the frame's head
+
+
+# --- Subscriber: the long-poll fallback ------------------------------------------
+
+
+class FakeInbox:
+    """The user API's inbox for a degraded `Subscriber`: an async `httpx.MockTransport` handler.
+
+    ``GET /v1/me/notifications?after=&wait=`` answers the entries after the cursor
+    (at most ``page_size``, ``has_more`` past that), waiting up to ``wait`` seconds
+    for one when there is none; a cursor of another epoch gets 410. ``forced``
+    answers (responses, or exceptions to raise) are played first, in order.
+    """
+
+    def __init__(self, entries: int = 0, *, epoch: str = "e1", unread: int = 0, page_size: int = 50) -> None:
+        self.epoch = epoch
+        self.entries = [entry(seq, epoch) for seq in range(1, entries + 1)]
+        self.unread = unread
+        self.page_size = page_size
+        self.forced: list[httpx.Response | Exception] = []
+        self.requests: list[httpx.Request] = []
+        self.cancelled = 0  # requests still waiting when they were cancelled
+        self._added = asyncio.Event()
+
+    @property
+    def head(self) -> str:
+        return f"{self.epoch}:{self.entries[-1]['seq'] if self.entries else 0}"
+
+    def add(self, count: int = 1) -> None:
+        for _ in range(count):
+            self.entries.append(entry(len(self.entries) + 1, self.epoch))
+        self._added.set()
+
+    def reset(self, epoch: str, unread: int = 0) -> None:
+        self.epoch, self.entries, self.unread = epoch, [], unread
+
+    @property
+    def polls(self) -> list[httpx.Request]:
+        return [r for r in self.requests if r.url.path == "/v1/me/notifications"]
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.forced:
+            answer = self.forced.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        if request.url.path == "/v1/me/unread-count":
+            return httpx.Response(200, json={"unread": self.unread, "cursor": self.head})
+        assert request.url.path == "/v1/me/notifications"
+        after = request.url.params["after"]
+        epoch, _, seq = after.partition(":")
+        if epoch != self.epoch:
+            return problem(410, "cursor_reset")
+        deadline = asyncio.get_running_loop().time() + int(request.url.params.get("wait", "0"))
+        while True:
+            later = [e for e in self.entries if e["seq"] > int(seq)]
+            remaining = deadline - asyncio.get_running_loop().time()
+            if later or remaining <= 0:
+                break
+            self._added.clear()
+            try:
+                await asyncio.wait_for(self._added.wait(), remaining)
+            except TimeoutError:
+                pass
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        items = later[: self.page_size]
+        return httpx.Response(200, json={
+            "items": items, "next_cursor": items[-1]["cursor"] if items else after,
+            "has_more": len(later) > len(items), "truncated": False,
+        })
+
+
+def degrading(fake: FakeStream, inbox: FakeInbox, token: Any = "jwt", **options: Any) -> Subscriber:
+    """A subscriber that polls ``inbox`` after 2 failed WebSocket attempts, and retries the
+    WebSocket every ~0.2 s."""
+    settings: dict[str, Any] = {"backoff": FAST, "fallback_after": 2, "retry_interval": 0.2, "poll_wait": 5}
+    settings.update(options)
+    return Subscriber(fake.base_url, token, transport=httpx.MockTransport(inbox), **settings)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = T) -> None:
+    async def check() -> None:
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(check(), timeout)
+
+
+@pytest.mark.asyncio
+async def test_a_blocked_websocket_falls_back_to_long_poll_from_the_head() -> None:
+    inbox = FakeInbox(5, unread=3)  # an old inbox: none of it is replayed
+    states: list[ConnectionState] = []
+    async with fake_stream(stay_open) as fake:
+        fake.refusal = (403, "WebSockets are not allowed here")  # a proxy's page, no problem body
+        subscriber = degrading(fake, inbox, on_connection_state=states.append)
+        async with subscriber:
+            pending = asyncio.ensure_future(anext(subscriber))
+            await until(lambda: len(inbox.polls) == 1)
+            assert fake.handshakes == 2  # fallback_after
+            assert subscriber.degraded and subscriber.state is ConnectionState.DEGRADED
+            assert subscriber.unread == 3 and subscriber.cursor == "e1:5"
+            inbox.add(2)  # 6 and 7 arrive while the long-poll waits
+            first = await asyncio.wait_for(pending, T)
+            (second,) = await take(subscriber, 1)
+            assert (first.seq, second.seq) == (6, 7)
+            assert subscriber.unread == 5 and subscriber.cursor == "e1:7"
+            assert await subscriber.mark_read(ids=[first.id]) is False  # use the HTTP client instead
+            assert not subscriber.connected
+            pending = asyncio.ensure_future(anext(subscriber))  # no background task: iterate
+            await until(lambda: fake.handshakes >= 4, 5.0)  # the periodic retries (each after a >= 1 s poll)
+    S = ConnectionState
+    # Retries while degraded are not reported; DEGRADED once however many polls.
+    assert states == [S.CONNECTING, S.DISCONNECTED, S.CONNECTING, S.DISCONNECTED, S.DEGRADED, S.CLOSED]
+    assert inbox.requests[0].url.path == "/v1/me/unread-count"
+    assert inbox.polls[0].url.params["after"] == "e1:5"
+    assert all(r.headers["Authorization"] == "Bearer jwt" for r in inbox.requests)
+    assert fake.auths == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("fallback_after", [1, 3])
+async def test_the_threshold_counts_consecutive_failed_attempts(fallback_after: int) -> None:
+    inbox = FakeInbox()
+    async with fake_stream(stay_open) as fake:
+        fake.refusal = (502, "Bad Gateway")
+        backoff = RecordingBackoff()
+        async with degrading(fake, inbox, backoff=backoff, fallback_after=fallback_after,
+                             retry_interval=30.0) as subscriber:
+            pending = asyncio.ensure_future(anext(subscriber))
+            await until(lambda: len(inbox.polls) == 1)
+            assert fake.handshakes == fallback_after
+            assert backoff.calls == list(range(1, fallback_after + 1))
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(pending, T)
+
+
+@pytest.mark.asyncio
+async def test_no_fallback_when_disabled() -> None:
+    inbox = FakeInbox()
+    async with fake_stream(stay_open) as fake:
+        fake.refusal = (403, "")
+        async with degrading(fake, inbox, fallback_after=None) as subscriber:
+            pending = asyncio.ensure_future(anext(subscriber))
+            await until(lambda: fake.handshakes >= 6)
+            assert inbox.requests == [] and not subscriber.degraded
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(pending, T)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("status", "body"), [(401, ""), (403, '{"code": "forbidden", "detail": "no"}')])
+async def test_handshake_refusals_with_an_auth_meaning_stay_terminal(status: int, body: str) -> None:
+    async with fake_stream(stay_open) as fake:
+        fake.refusal = (status, body)
+        inbox = FakeInbox()
+        async with degrading(fake, inbox) as subscriber:
+            with pytest.raises(AuthenticationError) as caught:
+                await take(subscriber, 1)
+            assert subscriber.closed
+    assert caught.value.status == status and fake.handshakes == 1 and inbox.requests == []
+
+
+@pytest.mark.asyncio
+async def test_websocket_to_poll_to_websocket_loses_and_repeats_nothing() -> None:
+    async def dropping(ws: ServerConnection, auth: dict[str, Any]) -> None:
+        head = int(auth.get("cursor", "e1:0").split(":")[1])
+        await say(ws, ready(f"e1:{head}", unread=head), *[note(seq) for seq in (head + 1, head + 2)],
+                  {"type": "ping"})
+        await asyncio.wait_for(ws.recv(), T)  # the pong: both entries were read
+        ws.transport.abort()  # a drop after ready: the path, not the server
+
+    async def back(ws: ServerConnection, auth: dict[str, Any]) -> None:
+        # The replay overlaps what polling yielded already (at-least-once), then live.
+        await say(ws, note(6), note(7), ready("e1:7", unread=1), note(8))
+        await stay_open(ws)
+
+    inbox = FakeInbox(6)
+    states: list[ConnectionState] = []
+    async with fake_stream(dropping, dropping, back) as fake:
+        fake.scripts[2:2] = []  # connections 1 and 2 drop, 3 is the retry from polling
+        subscriber = degrading(fake, inbox, on_connection_state=states.append)
+        async with subscriber:
+            first = await take(subscriber, 4)  # 1, 2 then 3, 4: two drops within the window
+            assert [n.seq for n in first] == [1, 2, 3, 4]
+            polled = await take(subscriber, 2)
+            assert [n.seq for n in polled] == [5, 6] and subscriber.degraded
+            rest = await take(subscriber, 2)
+            assert [n.seq for n in rest] == [7, 8]
+            assert not subscriber.degraded and subscriber.state is ConnectionState.LIVE
+            assert subscriber.connected and await subscriber.mark_read(up_to=rest[-1].cursor)
+            assert subscriber.unread == 2  # ready's 1, plus the live entry 8
+    assert [auth.get("cursor") for auth in fake.auths] == [None, "e1:2", "e1:6"]
+    assert inbox.polls[0].url.params["after"] == "e1:4"  # resumed from the last yielded entry
+    S = ConnectionState
+    assert states == [S.CONNECTING, S.CONNECTED, S.LIVE, S.DISCONNECTED, S.CONNECTING, S.CONNECTED,
+                      S.LIVE, S.DISCONNECTED, S.DEGRADED, S.LIVE, S.CLOSED]
+
+
+@pytest.mark.asyncio
+async def test_pages_with_has_more_are_fetched_without_waiting() -> None:
+    inbox = FakeInbox(2, page_size=2)
+    async with fake_stream(stay_open) as fake:
+        fake.refusal = (403, "")
+        async with degrading(fake, inbox, retry_interval=30.0) as subscriber:
+            pending = asyncio.ensure_future(anext(subscriber))
+            await until(lambda: len(inbox.polls) == 1)
+            inbox.add(5)  # 3..7 at once: pages of 2
+            seqs = [(await asyncio.wait_for(pending, T)).seq] + [n.seq for n in await take(subscriber, 4)]
+            pending = asyncio.ensure_future(anext(subscriber))
+            await until(lambda: len(inbox.polls) == 4)
+    assert seqs == [3, 4, 5, 6, 7]
+    waits = [r.url.params["wait"] for r in inbox.polls]
+    assert waits[:4] == ["5", "0", "0", "5"]  # has_more twice, then caught up
+
+
+@pytest.mark.asyncio
+async def test_a_rejected_poll_token_is_refreshed_once() -> None:
+    minted: list[str] = []
+
+    def provider() -> str:
+        minted.append(f"t{len(minted) + 1}")
+        return minted[-1]
+
+    inbox = FakeInbox(0)
+    inbox.forced = [problem(401, "token_expired")]
+    async with fake_stream(stay_open) as fake:
+        fake.refusal = (403, "")
+        async with degrading(fake, inbox, provider) as subscriber:
+            pending = asyncio.ensure_future(anext(subscriber))
+            await until(lambda: len(inbox.requests) >= 2)
+            inbox.add()
+            assert (await asyncio.wait_for(pending, T)).seq == 1
+    used = [r.headers["Authorization"].removeprefix("Bearer ") for r in inbox.requests]
+    assert used[0] != used[1] and used[1] == minted[minted.index(used[0]) + 1]  # a fresh one
+    assert len(set(used)) == len(used)  # the provider is asked before every request
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("provider", [True, False])
+async def test_a_poll_token_rejected_for_good_is_terminal(provider: bool) -> None:
+    inbox = FakeInbox(0)
+    inbox.forced = [problem(401, "unauthorized", "bad token")] * 3
+    states: list[ConnectionState] = []
+    async with fake_stream(stay_open) as fake:
+        fake.refusal = (403, "")
+        subscriber = degrading(fake, inbox, (lambda: "jwt") if provider else "jwt",
+                               on_connection_state=states.append)
+        with pytest.raises(AuthenticationError) as caught:
+            await take(subscriber, 1)
+        assert subscriber.closed and states[-1] is ConnectionState.CLOSED
+    assert len(inbox.requests) == (2 if provider else 1)
+    assert (caught.value.status, caught.value.code, caught.value.detail) == (401, "unauthorized", "bad token")
+
+
+@pytest.mark.asyncio
+async def test_a_poll_cursor_reset_restarts_from_the_head() -> None:
+    inbox = FakeInbox(0)
+    inbox.reset("e2", unread=1)  # the inbox was erased: e1 cursors are gone
+    inbox.entries = [entry(1, "e2")]
+    resets: list[tuple[str | None, int | None]] = []
+    subscriber: Subscriber
+
+    def on_reset() -> None:
+        resets.append((subscriber.cursor, subscriber.last_seq))
+
+    async with fake_stream(stay_open) as fake:
+        fake.refusal = (403, "")
+        subscriber = degrading(fake, inbox, cursor="e1:7", on_reset=on_reset)
+        async with subscriber:
+            pending = asyncio.ensure_future(anext(subscriber))
+            await until(lambda: len(inbox.polls) == 2)
+            inbox.add()
+            fresh = await asyncio.wait_for(pending, T)
+            assert (fresh.seq, fresh.cursor) == (2, "e2:2")  # not dropped as "old"; 1 not replayed
+            assert subscriber.unread == 2
+    assert resets == [(None, None)]
+    paths = [(r.url.path, r.url.params.get("after")) for r in inbox.requests[:3]]
+    assert paths == [("/v1/me/notifications", "e1:7"), ("/v1/me/unread-count", None),
+                     ("/v1/me/notifications", "e2:1")]
+
+
+@pytest.mark.asyncio
+async def test_failed_polls_go_offline_back_off_and_honour_retry_after() -> None:
+    inbox = FakeInbox(0)
+    inbox.forced = [
+        httpx.ConnectError("refused"),
+        httpx.Response(503, headers={"Retry-After": "0.3"}, json={"code": "unavailable"}),
+    ]
+    backoff = RecordingBackoff()
+    states: list[ConnectionState] = []
+    async with fake_stream(stay_open) as fake:
+        fake.refusal = (403, "")
+        async with degrading(fake, inbox, backoff=backoff, on_connection_state=states.append,
+                             retry_interval=30.0) as subscriber:
+            pending = asyncio.ensure_future(anext(subscriber))
+            await until(lambda: len(inbox.requests) >= 3)
+            assert subscriber.state is ConnectionState.DEGRADED
+            inbox.add()
+            assert (await asyncio.wait_for(pending, T)).seq == 1
+    S = ConnectionState
+    assert states == [S.CONNECTING, S.DISCONNECTED, S.CONNECTING, S.DISCONNECTED, S.OFFLINE,
+                      S.DEGRADED, S.CLOSED]
+    assert backoff.calls == [1, 2, 1, 2]  # the WebSocket's failures, then the polls' own count
+    assert [r.url.path for r in inbox.requests[:3]] == ["/v1/me/unread-count"] * 3
+
+
+@pytest.mark.asyncio
+async def test_retry_after_is_waited_up_to_the_cap() -> None:
+    inbox = FakeInbox(0)
+    inbox.forced = [httpx.Response(503, headers={"Retry-After": "0.4"}, json={"code": "unavailable"})]
+    stamps: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def stamped(request: httpx.Request) -> httpx.Response:
+        stamps.append(loop.time())
+        return await inbox(request)
+
+    async with fake_stream(stay_open) as fake:
+        fake.refusal = (403, "")
+        subscriber = Subscriber(fake.base_url, "jwt", backoff=Backoff(base=0.01, cap=5.0), fallback_after=1,
+                                retry_interval=30.0, transport=httpx.MockTransport(stamped))
+        async with subscriber:
+            pending = asyncio.ensure_future(anext(subscriber))
+            await until(lambda: len(stamps) >= 2)
+            pending.cancel()
+    assert 0.4 <= stamps[1] - stamps[0] < 1.5
+
+
+@pytest.mark.asyncio
+async def test_close_ends_a_pending_long_poll_at_once() -> None:
+    inbox = FakeInbox(0)
+    async with fake_stream(stay_open) as fake:
+        fake.refusal = (403, "")
+        subscriber = degrading(fake, inbox, poll_wait=60, retry_interval=120.0)
+        pending = asyncio.ensure_future(anext(subscriber))
+        await until(lambda: len(inbox.polls) == 1)
+        await asyncio.sleep(0.05)  # the poll is waiting server-side
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(subscriber.close(), T)
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(pending, T)
+        assert asyncio.get_running_loop().time() - started < 1.0
+    assert inbox.cancelled == 1 and subscriber.closed and not subscriber.degraded
+
+
+@pytest.mark.asyncio
+async def test_cancelling_the_iteration_cancels_the_poll_request() -> None:
+    inbox = FakeInbox(0)
+    async with fake_stream(stay_open) as fake:
+        fake.refusal = (403, "")
+        async with degrading(fake, inbox, poll_wait=60, retry_interval=120.0) as subscriber:
+            pending = asyncio.ensure_future(anext(subscriber))
+            await until(lambda: len(inbox.polls) == 1)
+            await asyncio.sleep(0.05)
+            pending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await pending
+            await until(lambda: inbox.cancelled == 1)
+            inbox.add()
+            assert (await take(subscriber, 1))[0].seq == 1  # iterating again resumes
+
+
+@pytest.mark.asyncio
+async def test_the_unread_count_is_reread_when_polling_is_idle() -> None:
+    inbox = FakeInbox(3, unread=2)
+    async with fake_stream(stay_open) as fake:
+        fake.refusal = (403, "")
+        async with degrading(fake, inbox, poll_wait=1, retry_interval=30.0) as subscriber:
+            pending = asyncio.ensure_future(anext(subscriber))
+            await until(lambda: subscriber.unread == 2)
+            inbox.unread = 0  # read on another device: no state frame reaches a poller
+            await until(lambda: subscriber.unread == 0, 3.0)  # after one idle long-poll
+            pending.cancel()
+
+
+def test_subscriber_validates_fallback_arguments() -> None:
+    for bad in ({"fallback_after": 0}, {"fallback_after": True}, {"poll_wait": 0}, {"poll_wait": 61},
+                {"poll_wait": 2.5}, {"retry_interval": 0}, {"fallback_window": -1}):
+        with pytest.raises(ValueError):
+            Subscriber("http://h", "jwt", **bad)

@@ -1,4 +1,4 @@
-"""Live inbox stream over WebSocket: `Subscriber`.
+"""Live inbox stream over WebSocket, with a long-poll fallback: `Subscriber`.
 
 The subscriber is a plain async iterator with no background task: each
 ``__anext__`` reads frames from the current socket and, when the socket is
@@ -8,11 +8,27 @@ with ``seq <= last yielded seq`` are dropped here and the application sees each
 entry once, in seq order. Seqs may have gaps (entries that expired by their
 ``ttl_seconds`` are never sent): a gap is not an error and asks for nothing.
 
+Fallback ladder: when the WebSocket cannot be had (``fallback_after``
+consecutive attempts that never reach ``ready``: refused or timed-out
+connects, handshakes refused by a proxy, sockets closed before ``ready``; or
+``fallback_after`` drops of live sockets within ``fallback_window`` seconds),
+the subscriber goes DEGRADED and long-polls ``GET /v1/me/notifications
+?after=<cursor>&wait=<poll_wait>`` in the same iterator, from the same cursor,
+with the same dedupe. Every ``retry_interval`` seconds (jittered) it tries the
+WebSocket once; when that socket reaches ``ready`` it is LIVE again, else it
+polls on. A poll that fails (transport error, 5xx, 429) backs off with the
+same `Backoff`, honouring ``Retry-After`` up to the cap, and the state is
+OFFLINE until a poll answers again. A fresh subscriber that never went live
+starts polling from the head (``GET /v1/me/unread-count`` gives the head and
+the count together), never from the start of the inbox.
+
 Read state: the unread count comes from the server in ``ready`` and in each
 ``state`` frame (sent to every device of the user after any read / archive
 change, `Subscriber.mark_read` included); between those, each new live entry
 that is neither read nor archived adds one locally. The server's count always
-wins when the next ``ready`` or ``state`` arrives.
+wins when the next ``ready`` or ``state`` arrives. While polling there are no
+``state`` frames: the count is re-read from ``GET /v1/me/unread-count`` when
+the poll is caught up and idle, and new unread entries add one in between.
 
 Close codes and what the subscriber does:
 
@@ -28,8 +44,29 @@ code  meaning             reaction
 4009  cursor reset        call ``on_reset``, forget cursor and seq, restart
                           from the head
 else  drop, 1000, 1009,   reconnect with full-jitter exponential backoff,
-      silence             resume
+      silence             resume; long-poll after ``fallback_after`` attempts
+                          that never reach ``ready`` (or as many drops in
+                          ``fallback_window``)
 ====  ==================  ==================================================
+
+Handshake and poll answers:
+
+=======================  ===================================================
+answer                   reaction
+=======================  ===================================================
+handshake 401            `AuthenticationError` (terminal)
+handshake 403 with a     `AuthenticationError` (terminal): the service
+JSON problem body        itself refused
+handshake 403 without,   a failed attempt: "WebSocket blocked" (a proxy);
+other statuses, refused  counts toward ``fallback_after``
+connects, timeouts
+poll 401                 fresh token from the provider and retry once, then
+                         `AuthenticationError`
+poll 410 / 400           call ``on_reset``, forget cursor and seq, restart
+invalid_cursor           from the head
+poll transport error,    OFFLINE; full-jitter backoff, ``Retry-After``
+5xx, 429, other 4xx      honoured up to the backoff's cap
+=======================  ===================================================
 """
 
 from __future__ import annotations
@@ -39,18 +76,29 @@ import base64
 import inspect
 import json
 import logging
+import math
+import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from ._backoff import Backoff
-from ._client import USER_AGENT, _state_payload
-from ._errors import AuthenticationError, ProtocolError
+from ._client import MAX_WAIT_S, USER_AGENT, AsyncUserClient, _state_payload
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    CursorResetError,
+    ProtocolError,
+    TransportError,
+)
 from ._models import ConnectionState, Notification, StateFrame
 
 __all__ = ["Subscriber", "TokenSource"]
@@ -72,7 +120,7 @@ _AUTH_CLOSES = (_CLOSE_POLICY, _CLOSE_TOKEN_EXPIRED)
 
 # The server pings every ping_interval; silence for this many intervals means
 # the server or the path to it is gone even if TCP has not noticed.
-_SILENCE_FACTOR = 2.5
+_SILENCE_FACTOR = 2.0
 # Spread a drained service's devices over up to base * 2**2 seconds.
 _RESTART_SPREAD = 2
 # Entries are bounded server-side (payload_too_large); this only guards memory.
@@ -80,6 +128,17 @@ _MAX_FRAME_BYTES = 16 * 2**20
 _CLOSE_TIMEOUT = 2.0
 
 _SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+_HTTP_SCHEMES = {"ws": "http", "wss": "https"}
+# A server-announced restart is not the path failing: it does not count as a drop.
+_NOT_DROPS = (*_AUTH_CLOSES, _CLOSE_CURSOR_RESET, _CLOSE_SERVICE_RESTART)
+# States of a WebSocket retry while polling: the app keeps seeing DEGRADED until LIVE.
+_PROBE_STATES = (ConnectionState.CONNECTING, ConnectionState.CONNECTED, ConnectionState.DISCONNECTED)
+
+_T = TypeVar("_T")
+
+
+class _Stopped(Exception):
+    """`Subscriber.close` cancelled the pending poll request."""
 
 
 def stream_url(base_url: str) -> str:
@@ -99,6 +158,22 @@ def stream_url(base_url: str) -> str:
     if scheme is None or not parts.netloc:
         raise ValueError(f"base_url must be http(s)://host[:port], got {base_url!r}")
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/v1/stream", "", ""))
+
+
+def _http_base(stream: str) -> str:
+    """The HTTP root URL of the service whose stream URL is ``stream``."""
+    parts = urlsplit(stream)
+    root = parts.path.removesuffix("/v1/stream")
+    return urlunsplit((_HTTP_SCHEMES[parts.scheme], parts.netloc, root, "", ""))
+
+
+def _is_problem(response: Any) -> bool:
+    """Whether a refused handshake came with a JSON problem body (from the service, not a proxy)."""
+    try:
+        body = json.loads(response.body or b"")
+    except (ValueError, TypeError):
+        return False
+    return isinstance(body, dict) and isinstance(body.get("code"), str)
 
 
 def _token_expiry(token: str) -> float | None:
@@ -129,15 +204,24 @@ class Subscriber:
                 save_cursor(sub.cursor)  # resume here after a restart
 
     The connection opens on the first iteration. Iterate from one task at a
-    time; `close` may be called from any task and ends the iteration.
+    time; `close` may be called from any task and ends the iteration (a
+    pending long-poll request too).
+
+    When the WebSocket is blocked (a proxy refusing upgrades) or keeps
+    dropping, the same iterator goes on by long-polling the HTTP API (state
+    `ConnectionState.DEGRADED`, `degraded` is ``True``) and retries the
+    WebSocket every ``retry_interval`` seconds; nothing is lost or repeated at
+    either switch, since both resume from `cursor`. While degraded there are
+    no ``state`` frames and `mark_read` returns ``False``: change read state
+    with `AsyncUserClient.mark_read` (or `UserClient.mark_read`).
 
     Args:
         base_url: The service's root URL, ``http(s)://host:port``.
         token: The user's JWT, or a callable (sync or async) returning one,
-            called before every (re)connect, and again shortly before the
-            current token's ``exp`` (while the application iterates): the fresh
-            token goes over the open socket as an ``auth`` frame, so the
-            stream is not closed with 4001.
+            called before every (re)connect and every poll request, and again
+            shortly before the current token's ``exp`` (while the application
+            iterates): the fresh token goes over the open socket as an
+            ``auth`` frame, so the stream is not closed with 4001.
         cursor: Resume after this cursor (e.g. a saved `cursor`); from the
             head (only what arrives from now on) when omitted.
         on_reset: Called (sync or async, no arguments) when the inbox was reset
@@ -147,11 +231,26 @@ class Subscriber:
             archived or unarchived, on any device of the user or over HTTP.
             `unread` is already updated when it is called. A malformed state
             frame is logged and skipped (the state is on each entry anyway).
-        on_connection_state: Called with each `ConnectionState` change.
-        backoff: Reconnect delay strategy; `Backoff()` when omitted.
+        on_connection_state: Called with each `ConnectionState` change (never
+            twice in a row with the same state). WebSocket retries while
+            degraded are not reported: the state stays `DEGRADED` (or
+            `OFFLINE`) until one reaches `LIVE`.
+        backoff: Reconnect (and failed poll) delay strategy; `Backoff()` when omitted.
         ping_interval: The server's ping interval in seconds; the connection
-            is presumed dead after ``2.5 * ping_interval`` without any frame.
-        open_timeout: Seconds allowed for the WebSocket handshake.
+            is presumed dead after ``2 * ping_interval`` without any frame.
+        open_timeout: Seconds allowed for the WebSocket handshake, and for
+            each poll request on top of its ``wait``.
+        fallback_after: Switch to long-poll after this many consecutive
+            WebSocket attempts that never reach ``ready`` (refused, timed out,
+            a handshake refused by a proxy, closed before ``ready``), or after
+            this many drops of live sockets within ``fallback_window``
+            seconds; ``None``: never poll.
+        fallback_window: Seconds over which live-socket drops are counted.
+        poll_wait: Seconds each long-poll waits for an entry (1 to 60).
+        retry_interval: While degraded, try the WebSocket again about this
+            often (in seconds, jittered by 20 %).
+        transport: An async httpx transport for the poll requests instead of
+            the network (tests).
     """
 
     def __init__(
@@ -166,12 +265,23 @@ class Subscriber:
         backoff: Backoff | None = None,
         ping_interval: float = 10.0,
         open_timeout: float = 10.0,
+        fallback_after: int | None = 3,
+        fallback_window: float = 60.0,
+        poll_wait: int = 25,
+        retry_interval: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """Create the subscriber; see the class docstring for the arguments."""
         if not ping_interval > 0:
             raise ValueError(f"ping_interval must be > 0, got {ping_interval!r}")
         if not open_timeout > 0:
             raise ValueError(f"open_timeout must be > 0, got {open_timeout!r}")
+        if fallback_after is not None and (isinstance(fallback_after, bool) or not fallback_after >= 1):
+            raise ValueError(f"fallback_after must be >= 1 or None, got {fallback_after!r}")
+        if not fallback_window > 0 or not retry_interval > 0:
+            raise ValueError("fallback_window and retry_interval must be > 0")
+        if isinstance(poll_wait, bool) or not isinstance(poll_wait, int) or not 1 <= poll_wait <= MAX_WAIT_S:
+            raise ValueError(f"poll_wait must be an int from 1 to {MAX_WAIT_S}, got {poll_wait!r}")
         if not (isinstance(token, str) and token) and not callable(token):
             raise TypeError("token must be a non-empty str or a callable returning one")
         self._url = stream_url(base_url)
@@ -183,6 +293,11 @@ class Subscriber:
         self._backoff = backoff if backoff is not None else Backoff()
         self._silence_timeout = ping_interval * _SILENCE_FACTOR
         self._open_timeout = open_timeout
+        self._fallback_after = fallback_after
+        self._fallback_window = fallback_window
+        self._poll_wait = poll_wait
+        self._retry_interval = retry_interval
+        self._transport = transport
 
         self._ws: ClientConnection | None = None
         self._refresh_at: float | None = None  # monotonic time to send a fresh `auth` frame
@@ -196,6 +311,18 @@ class Subscriber:
         self._error_frame: dict[str, Any] | None = None
         self._closed = False
         self._stopped = asyncio.Event()
+        self._state: ConnectionState | None = None
+        self._drops: deque[float] = deque()  # monotonic times live sockets were lost
+
+        # Long-poll mode.
+        self._degraded = False
+        self._probe_at = 0.0  # monotonic time of the next WebSocket retry
+        self._user: AsyncUserClient | None = None
+        self._request: asyncio.Task[Any] | None = None  # the pending poll request
+        self._pending: deque[Notification] = deque()  # entries of the last page, not yet yielded
+        self._more = False  # the last page said has_more: fetch the next without waiting
+        self._recount = False  # re-read the unread count before the next page
+        self._poll_failures = 0
 
     @property
     def url(self) -> str:
@@ -230,8 +357,18 @@ class Subscriber:
 
     @property
     def connected(self) -> bool:
-        """``True`` while a socket is open and authenticated (`mark_read` can send)."""
-        return self._ws is not None and not self._closed
+        """``True`` while a live-mode socket is open and authenticated (`mark_read` can send)."""
+        return self._ws is not None and not self._closed and not self._degraded
+
+    @property
+    def state(self) -> ConnectionState | None:
+        """The last `ConnectionState` reported to ``on_connection_state`` (``None`` before any)."""
+        return self._state
+
+    @property
+    def degraded(self) -> bool:
+        """``True`` while entries come by long-poll (the WebSocket is blocked or keeps dropping)."""
+        return self._degraded and not self._closed
 
     async def mark_read(self, ids: Sequence[str] | None = None, up_to: str | None = None) -> bool:
         """Mark entries read over the stream: some notification ids, or every entry up to a cursor.
@@ -248,7 +385,8 @@ class Subscriber:
 
         Returns:
             ``True`` when the frame was sent, ``False`` when there is no open
-            connection right now (nothing is queued; retry, or use HTTP).
+            connection right now, degraded mode included (nothing is queued;
+            retry, or use `AsyncUserClient.mark_read`).
 
         Raises:
             TypeError: If ``ids`` is a str.
@@ -256,7 +394,7 @@ class Subscriber:
         """
         frame = {"type": "read", **_state_payload(ids, up_to)}
         ws = self._ws
-        if ws is None or self._closed:
+        if ws is None or self._closed or self._degraded:
             return False
         try:
             await ws.send(json.dumps(frame))
@@ -282,14 +420,19 @@ class Subscriber:
         Raises:
             StopAsyncIteration: After `close`.
             AuthenticationError: If the server rejects the token for good.
-            ProtocolError: If the server sends a malformed entry.
+            ProtocolError: If the server sends a malformed entry or page.
         """
         while True:
             if self._closed:
                 raise StopAsyncIteration
+            if self._pending:
+                entry = self._pending.popleft()
+                if self._accept(entry, counts=True):
+                    return entry
+                continue
             ws = self._ws
             if ws is None:
-                await self._connect()
+                await self._without_socket()
                 continue
             wait = self._silence_timeout
             if self._refresh_at is not None:
@@ -322,9 +465,17 @@ class Subscriber:
             return
         self._closed = True
         self._stopped.set()
+        request = self._request
+        if request is not None:
+            request.cancel()  # a long-poll may have up to poll_wait seconds to go
         ws, self._ws = self._ws, None
         if ws is not None:
             await ws.close()
+        user, self._user = self._user, None
+        if user is not None:
+            if request is not None:
+                await asyncio.wait({request})  # let it unwind before its pool closes
+            await user.aclose()
         await self._emit(ConnectionState.CLOSED)
 
     async def __aenter__(self) -> Self:
@@ -342,12 +493,46 @@ class Subscriber:
 
     # --- connection life cycle ------------------------------------------------
 
-    async def _connect(self) -> None:
+    async def _without_socket(self) -> None:
+        """One step with no socket: wait out a delay, or connect, or poll."""
+        if not self._degraded and self._ws_failing():
+            self._degrade()
         delay, self._next_delay = self._next_delay, 0.0
         if delay > 0:
             await self._sleep(delay)
-            if self._closed:
-                return
+            return
+        if self._degraded and time.monotonic() < self._probe_at:
+            await self._poll()
+        else:
+            await self._connect()  # while degraded: the periodic retry, one attempt
+
+    def _ws_failing(self) -> bool:
+        """Whether the WebSocket failed often enough to poll instead."""
+        limit = self._fallback_after
+        if limit is None:
+            return False
+        horizon = time.monotonic() - self._fallback_window
+        while self._drops and self._drops[0] < horizon:
+            self._drops.popleft()
+        return self._failures >= limit or len(self._drops) >= limit
+
+    def _degrade(self) -> None:
+        logger.warning(
+            "the stream at %s is blocked or keeps dropping (%d failed attempts, %d recent drops); "
+            "long-polling instead",
+            self._url, self._failures, len(self._drops),
+        )
+        self._degraded = True
+        self._failures = 0
+        self._drops.clear()
+        self._next_delay = 0.0  # the WebSocket's backoff; polling starts at once
+        self._schedule_probe()
+
+    def _schedule_probe(self) -> None:
+        # Jittered, so the devices behind one broken proxy do not retry in step.
+        self._probe_at = time.monotonic() + self._retry_interval * random.uniform(0.8, 1.2)
+
+    async def _connect(self) -> None:
         await self._emit(ConnectionState.CONNECTING)
         token = await self._fetch_token()
         try:
@@ -363,7 +548,8 @@ class Subscriber:
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
-            if status in (401, 403):
+            # A 403 without a problem body is a proxy blocking WebSockets, not a verdict on the token.
+            if status == 401 or (status == 403 and _is_problem(exc.response)):
                 await self.close()
                 raise AuthenticationError(
                     status, "unauthorized", f"stream handshake rejected: HTTP {status}"
@@ -415,6 +601,10 @@ class Subscriber:
         self._schedule_refresh(token)
 
     async def _connect_failed(self, exc: Exception) -> None:
+        if self._degraded:
+            logger.info("the WebSocket is still unavailable (%s); polling on", exc)
+            self._schedule_probe()
+            return
         self._failures += 1
         self._next_delay = self._backoff.compute(self._failures)
         logger.info(
@@ -432,6 +622,8 @@ class Subscriber:
             return
         if not went_live:
             self._failures += 1
+        elif code not in _NOT_DROPS:
+            self._drops.append(time.monotonic())
         detail = str((error or {}).get("message") or reason or f"closed with code {code}")
 
         if code in _AUTH_CLOSES:
@@ -443,11 +635,7 @@ class Subscriber:
                 raise AuthenticationError(401, error_code, detail, close_code=code)
             delay = 0.0  # a fresh token is fetched on the way in
         elif code == _CLOSE_CURSOR_RESET:
-            # A new epoch: old cursors and seqs mean nothing; restart from the head.
-            self._cursor = None
-            self._last_seq = None
-            if self._on_reset is not None:
-                await _call(self._on_reset)
+            await self._reset()
             delay = 0.0
         elif code == _CLOSE_SERVICE_RESTART:
             delay = self._backoff.compute(_RESTART_SPREAD)
@@ -460,9 +648,22 @@ class Subscriber:
             # must not be hammered in a tight loop.
             if self._failures > 1:
                 delay = max(delay, self._backoff.compute(self._failures))
+        if self._degraded:  # the periodic retry failed: back to polling
+            logger.info("the WebSocket retry closed (%s: %s); polling on", code, detail)
+            self._schedule_probe()
+            return
         self._next_delay = delay
         logger.info("stream closed (%s: %s), reconnecting in %.2f s", code, detail, delay)
         await self._emit(ConnectionState.DISCONNECTED)
+
+    async def _reset(self) -> None:
+        """A new epoch: old cursors and seqs mean nothing; restart from the head."""
+        self._cursor = None
+        self._last_seq = None
+        self._pending.clear()
+        self._more = False
+        if self._on_reset is not None:
+            await _call(self._on_reset)
 
     async def _on_frame(self, ws: ClientConnection, raw: str | bytes) -> Notification | None:
         if not isinstance(raw, str):
@@ -482,26 +683,16 @@ class Subscriber:
             except ProtocolError:
                 await self.close()
                 raise
-            # Only "not newer" is dropped: a gap (seq 3 then 5, e.g. an expired
-            # entry in between) is normal and is not filled or waited for.
-            if self._last_seq is not None and entry.seq <= self._last_seq:
-                return None  # already yielded: at-least-once on the wire
-            self._last_seq = entry.seq
-            self._cursor = entry.cursor
             # Replayed entries come before `ready`, whose count includes them.
-            if (
-                self._live
-                and self._unread is not None
-                and entry.read_at is None
-                and entry.archived_at is None
-                and (self._counted_to is None or entry.seq > self._counted_to)
-            ):
-                self._unread += 1
-            return entry
+            return entry if self._accept(entry, counts=self._live) else None
         if kind == "ready":
             self._live = True
             self._failures = 0
             self._auth_rejections = 0
+            if self._degraded:
+                logger.info("the WebSocket works again; leaving long-poll")
+                self._degraded = False
+                self._more = self._recount = False
             head = frame.get("cursor")
             if self._last_seq is None and isinstance(head, str):
                 self._cursor = head
@@ -531,6 +722,130 @@ class Subscriber:
         # Unknown frame types are ignored: newer servers may add some.
         return None
 
+    def _accept(self, entry: Notification, *, counts: bool) -> bool:
+        """Take ``entry`` as the next one yielded unless it was already; ``counts``: it may add to `unread`."""
+        # Only "not newer" is dropped: a gap (seq 3 then 5, e.g. an expired
+        # entry in between) is normal and is not filled or waited for.
+        if self._last_seq is not None and entry.seq <= self._last_seq:
+            return False  # already yielded: at-least-once on the wire, or a switch's overlap
+        self._last_seq = entry.seq
+        self._cursor = entry.cursor
+        if (
+            counts
+            and self._unread is not None
+            and entry.read_at is None
+            and entry.archived_at is None
+            and (self._counted_to is None or entry.seq > self._counted_to)
+        ):
+            self._unread += 1
+        return True
+
+    # --- long-poll mode -------------------------------------------------------
+
+    async def _poll(self) -> None:
+        """One request while degraded: the head (and count) when needed, else one page."""
+        try:
+            if self._cursor is None or self._recount:
+                await self._read_head()
+            else:
+                await self._read_page()
+        except _Stopped:
+            return
+        except CursorResetError:
+            await self._reset()
+            return
+        except BadRequestError as exc:
+            if exc.code != "invalid_cursor":
+                await self._poll_failed(exc)
+                return
+            await self._reset()  # as the stream does (4009): not a cursor of this inbox
+            return
+        except AuthenticationError:
+            raise  # terminal; `_call_api` closed the subscriber
+        except (TransportError, APIError) as exc:
+            await self._poll_failed(exc)
+            return
+        except ProtocolError:
+            await self.close()
+            raise
+        self._poll_failures = 0
+        await self._emit(ConnectionState.DEGRADED)
+
+    async def _read_head(self) -> None:
+        """Start from the head when there is no cursor; take the count when it is as of our cursor."""
+        count = await self._call_api(lambda user: user.unread_and_head())
+        self._recount = False
+        if self._cursor is None:
+            self._cursor = count.cursor  # from now on, never a replay of the whole inbox
+        if count.cursor == self._cursor:
+            # Everything up to our cursor is in the count; each later entry adds.
+            self._unread = count.unread
+            self._counted_to = None
+
+    async def _read_page(self) -> None:
+        after = self._cursor
+        wait = 0 if self._more else self._wait_s()
+        page = await self._call_api(lambda user: user.list_notifications(after=after, wait=wait))
+        if page.truncated:
+            logger.warning("entries after %s were removed by retention before this device read them", after)
+        self._pending.extend(page.items)
+        self._more = page.has_more
+        # Caught up and idle (or no count yet): no state frames here, so read the count again.
+        if not page.has_more and (not page.items or self._unread is None):
+            self._recount = True
+
+    def _wait_s(self) -> int:
+        """The long-poll's wait: ``poll_wait``, cut short so the WebSocket retry is on time."""
+        until_probe = math.ceil(self._probe_at - time.monotonic())
+        return max(1, min(self._poll_wait, until_probe))
+
+    async def _call_api(self, call: Callable[[AsyncUserClient], Coroutine[Any, Any, _T]]) -> _T:
+        """Run one user-API request with a fresh token; on 401 fetch another and retry once."""
+        for attempt in (1, 2):
+            user = self._user_client(await self._fetch_token())
+            try:
+                return await self._cancellable(call(user))
+            except AuthenticationError:
+                if attempt == 2 or not callable(self._token):
+                    await self.close()
+                    raise
+                logger.info("the poll's token was rejected; trying a fresh one")
+        raise AssertionError("unreachable")
+
+    def _user_client(self, token: str) -> AsyncUserClient:
+        if self._user is None:
+            self._user = AsyncUserClient(
+                _http_base(self._url), token, timeout=self._open_timeout, transport=self._transport
+            )
+        else:
+            self._user._use_credential(token)
+        return self._user
+
+    async def _cancellable(self, request: Coroutine[Any, Any, _T]) -> _T:
+        """Await ``request`` as a task that `close` can cancel."""
+        task = asyncio.ensure_future(request)
+        self._request = task
+        try:
+            await asyncio.wait({task})
+        finally:
+            self._request = None
+            if not task.done():  # our caller was cancelled
+                task.cancel()
+        if task.cancelled():
+            raise _Stopped
+        return task.result()
+
+    async def _poll_failed(self, exc: Exception) -> None:
+        self._poll_failures += 1
+        delay = self._backoff.compute(self._poll_failures)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            delay = min(self._backoff.cap, max(delay, retry_after))
+        self._next_delay = delay
+        self._more = False
+        logger.info("polling failed (%s), retrying in %.2f s", exc, delay)
+        await self._emit(ConnectionState.OFFLINE)
+
     async def _fetch_token(self) -> str:
         token = self._token
         if callable(token):
@@ -547,5 +862,10 @@ class Subscriber:
             pass
 
     async def _emit(self, state: ConnectionState) -> None:
+        if self._degraded and state in _PROBE_STATES:
+            return  # a WebSocket retry while polling: the app's state is still DEGRADED
+        if state is self._state:
+            return
+        self._state = state
         if self._on_connection_state is not None:
             await _call(self._on_connection_state, state)
