@@ -1,11 +1,17 @@
-"""A TCP proxy the tests own, on loopback: the "load balancer" in front of service processes.
+"""A TCP proxy the tests own, on loopback: the network between clients and servers, with faults.
 
 It runs its own event loop in a thread, so it keeps forwarding whatever the test's
 loop is doing. Each new connection goes to the next backend (round robin) that
-accepts it, as a balancer that health-checks by connecting would. With
-``refuse_upgrades`` set, a request asking for a WebSocket upgrade is answered
-``403`` and closed, as by a corporate proxy that blocks WebSockets; plain HTTP
-still passes.
+accepts it, as a balancer that health-checks by connecting would. Faults:
+
+- ``refuse_upgrades``: a request asking for a WebSocket upgrade is answered ``403``
+  and closed, as by a corporate proxy that blocks WebSockets; plain HTTP passes.
+- :meth:`cut` / :meth:`restore`: the server is gone (every connection closed, new
+  ones refused), then back on the same port.
+- :meth:`freeze` / :meth:`thaw`: no byte moves on any connection, which stay open:
+  a device whose socket stopped draining, or a path that went silent.
+- :meth:`blackhole`: connections to one backend go silent (no FIN, no RST) and new
+  connections avoid it: a host that vanished, which only heartbeats can detect.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
 import threading
 from collections.abc import Sequence
 
@@ -25,15 +32,21 @@ _HEAD_LIMIT = 64 * 1024
 class Proxy:
     """Forwards 127.0.0.1:``port`` to the backends' ports."""
 
-    def __init__(self, backends: Sequence[int], *, refuse_upgrades: bool = False) -> None:
+    def __init__(
+        self, backends: Sequence[int], *, refuse_upgrades: bool = False, upstream_rcvbuf: int | None = None
+    ) -> None:
         self.port = free_port()
         self.refuse_upgrades = refuse_upgrades
         self.refused_upgrades = 0
         self._backends = list(backends)
+        self._silent: set[int] = set()
+        self._rcvbuf = upstream_rcvbuf
         self._turn = itertools.count()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._thread = threading.Thread(target=self._loop.run_forever, name="test-proxy", daemon=True)
 
     @property
@@ -48,16 +61,36 @@ class Proxy:
     def start(self) -> Proxy:
         """Listen, in the proxy's own thread."""
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
+        self._call(self._listen())
         return self
 
     def stop(self) -> None:
         """Close the listener and every forwarded connection, then end the thread."""
         if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+            self._call(self._close_all())
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
         self._loop.close()
+
+    def cut(self) -> None:
+        """Close every connection and stop listening: to its clients, the server is down."""
+        self._call(self._close_all())
+
+    def restore(self) -> None:
+        """Listen again on the same port."""
+        self._call(self._listen())
+
+    def freeze(self) -> None:
+        """Stop moving bytes on every connection, leaving them open."""
+        self._loop.call_soon_threadsafe(self._flowing.clear)
+
+    def thaw(self) -> None:
+        """Move bytes again."""
+        self._loop.call_soon_threadsafe(self._flowing.set)
+
+    def blackhole(self, backend: int) -> None:
+        """Connections to ``backend`` go silent for good; new ones go to the other backends."""
+        self._silent.add(backend)
 
     def __enter__(self) -> Proxy:
         return self.start()
@@ -65,12 +98,16 @@ class Proxy:
     def __exit__(self, *_: object) -> None:
         self.stop()
 
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+    def _call(self, coroutine: object) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)  # type: ignore[arg-type]
 
-    async def _shutdown(self) -> None:
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port, reuse_address=True)
+
+    async def _close_all(self) -> None:
         if self._server is not None:
             self._server.close()
+            self._server = None
         for task in list(self._pipes):
             task.cancel()
         await asyncio.gather(*self._pipes, return_exceptions=True)
@@ -104,32 +141,50 @@ class Proxy:
         upstream = await self._connect()
         if upstream is None:
             return  # no backend accepts: the client sees its connection closed
-        up_reader, up_writer = upstream
+        port, up_reader, up_writer = upstream
         try:
             if head:
                 up_writer.write(head)
-            await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+            await asyncio.gather(self._pump(reader, up_writer, port), self._pump(up_reader, writer, port))
         finally:
             up_writer.close()
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        backends = list(self._backends)
+    async def _connect(self) -> tuple[int, asyncio.StreamReader, asyncio.StreamWriter] | None:
+        backends = [port for port in self._backends if port not in self._silent]
         start = next(self._turn)
         for offset in range(len(backends)):
             port = backends[(start + offset) % len(backends)]
             with contextlib.suppress(OSError):
-                return await asyncio.open_connection("127.0.0.1", port)
+                sock = socket.socket()
+                sock.setblocking(False)
+                if self._rcvbuf is not None:  # before connecting, so the window is small from the start
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._rcvbuf)
+                try:
+                    await self._loop.sock_connect(sock, ("127.0.0.1", port))
+                except OSError:
+                    sock.close()
+                    raise
+                reader, writer = await asyncio.open_connection(sock=sock)
+                return port, reader, writer
         return None
 
-
-async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-    """Copy until EOF or an error, then close the other side too (like a balancer would)."""
-    try:
-        while chunk := await source.read(65536):
-            sink.write(chunk)
-            await sink.drain()
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            sink.close()
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, backend: int) -> None:
+        """Copy until EOF or an error, then close the other side too (as a balancer would)."""
+        try:
+            while True:
+                await self._flowing.wait()
+                if backend in self._silent:
+                    await asyncio.Event().wait()  # silent until the proxy stops
+                chunk = await source.read(65536)
+                if not chunk:
+                    break
+                await self._flowing.wait()
+                if backend in self._silent:
+                    await asyncio.Event().wait()
+                sink.write(chunk)
+                await sink.drain()
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.close()

@@ -23,13 +23,18 @@ from service.store.retention import RetentionStore
 
 log = logging.getLogger("tidings.worker")
 
-MAX_TRIES = 1000
+MAX_TRIES = 5000
 """Enough tries, with the backoff below, to outlast a database outage of hours."""
+
+
+RETRY_CAP_S = 5.0
+"""Longest wait between two tries while the database is down: once it is back, delivery
+resumes within this (the retries are not failures; MAX_TRIES outlasts hours)."""
 
 
 def retry_delay_s(job_try: int) -> float:
     """Backoff between tries of a job that met an unavailable database."""
-    return float(min(30.0, 0.25 * 2 ** min(job_try, 10)))
+    return float(min(RETRY_CAP_S, 0.25 * 2 ** min(job_try, 10)))
 
 
 def _retry(ctx: dict[str, Any], exc: StoreUnavailable) -> Retry:
