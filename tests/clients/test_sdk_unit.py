@@ -1502,6 +1502,36 @@ async def test_failed_polls_go_offline_back_off_and_honour_retry_after() -> None
 
 
 @pytest.mark.asyncio
+async def test_after_offline_the_websocket_is_retried_as_soon_as_polling_answers() -> None:
+    async def live(ws: ServerConnection, auth: dict[str, Any]) -> None:
+        await say(ws, ready(auth.get("cursor", "e1:0")), note(1))
+        await stay_open(ws)
+
+    inbox = FakeInbox(0)
+    failed: list[str] = []
+
+    async def server_down_once(request: httpx.Request) -> httpx.Response:
+        if not failed:
+            failed.append(request.url.path)
+            fake.refusal = None  # the server comes back whole: upgrades work again too
+            raise httpx.ConnectError("refused")
+        return await inbox(request)
+
+    states: list[ConnectionState] = []
+    async with fake_stream(live) as fake:
+        fake.refusal = (502, "Bad Gateway")
+        subscriber = Subscriber(fake.base_url, "jwt", backoff=FAST, fallback_after=2, retry_interval=30.0,
+                                on_connection_state=states.append, transport=httpx.MockTransport(server_down_once))
+        async with subscriber:
+            (first,) = await take(subscriber, 1)  # by the WebSocket, long before 30 s
+            assert first.seq == 1 and subscriber.state is ConnectionState.LIVE
+    S = ConnectionState
+    assert states == [S.CONNECTING, S.DISCONNECTED, S.CONNECTING, S.DISCONNECTED, S.OFFLINE, S.DEGRADED,
+                      S.LIVE, S.CLOSED]
+    assert fake.auths == [{"type": "auth", "token": "jwt", "cursor": "e1:0"}]  # from the polled head
+
+
+@pytest.mark.asyncio
 async def test_retry_after_is_waited_up_to_the_cap() -> None:
     inbox = FakeInbox(0)
     inbox.forced = [httpx.Response(503, headers={"Retry-After": "0.4"}, json={"code": "unavailable"})]

@@ -18,7 +18,8 @@ with the same dedupe. Every ``retry_interval`` seconds (jittered) it tries the
 WebSocket once; when that socket reaches ``ready`` it is LIVE again, else it
 polls on. A poll that fails (transport error, 5xx, 429) backs off with the
 same `Backoff`, honouring ``Retry-After`` up to the cap, and the state is
-OFFLINE until a poll answers again. A fresh subscriber that never went live
+OFFLINE until a poll answers again (and then the WebSocket is tried at
+once: the server was down, maybe not only the path). A fresh subscriber that never went live
 starts polling from the head (``GET /v1/me/unread-count`` gives the head and
 the count together), never from the start of the inbox.
 
@@ -769,6 +770,9 @@ class Subscriber:
             await self.close()
             raise
         self._poll_failures = 0
+        if self._state is ConnectionState.OFFLINE:
+            # The server was down, not just the WebSocket path: it may take upgrades again too.
+            self._probe_at = time.monotonic()
         await self._emit(ConnectionState.DEGRADED)
 
     async def _read_head(self) -> None:
