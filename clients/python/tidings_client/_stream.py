@@ -18,10 +18,10 @@ with the same dedupe. Every ``retry_interval`` seconds (jittered) it tries the
 WebSocket once; when that socket reaches ``ready`` it is LIVE again, else it
 polls on. A poll that fails (transport error, 5xx, 429) backs off with the
 same `Backoff`, honouring ``Retry-After`` up to the cap, and the state is
-OFFLINE until a poll answers again (and then the WebSocket is tried at
-once: the server was down, maybe not only the path). A fresh subscriber that never went live
-starts polling from the head (``GET /v1/me/unread-count`` gives the head and
-the count together), never from the start of the inbox.
+OFFLINE until a poll answers again; then the WebSocket is tried at once (the
+server was down, maybe not only the path to it). A fresh subscriber that
+never went live starts polling from the head (``GET /v1/me/unread-count``
+gives the head and the count together), never from the start of the inbox.
 
 Read state: the unread count comes from the server in ``ready`` and in each
 ``state`` frame (sent to every device of the user after any read / archive
@@ -332,10 +332,11 @@ class Subscriber:
 
     @property
     def cursor(self) -> str | None:
-        """Cursor of the last yielded entry, else the head cursor from ``ready``.
+        """Cursor of the last yielded entry, else the head cursor from ``ready`` (or, degraded, the polled head).
 
-        ``None`` before the first ``ready`` when no cursor was given, and after
-        a reset until the next ``ready``. Save it to resume a later session.
+        ``None`` before the first ``ready`` (or head read) when no cursor was
+        given, and after a reset until the next one. Save it to resume a later
+        session; it is also where a switch between WebSocket and polling resumes.
         """
         return self._cursor
 
@@ -352,7 +353,11 @@ class Subscriber:
         between, each new live entry that is neither read nor archived adds
         one. The local additions are a best effort: an entry and a state change
         can cross on the wire, and an entry that expires (``ttl_seconds``) is
-        not subtracted; the next server count corrects both.
+        not subtracted; the next server count corrects both. While degraded
+        (long-poll) no ``state`` frames come: the count is read from
+        ``GET /v1/me/unread-count`` when polling starts from the head and again
+        whenever a long-poll comes back empty, so a change made elsewhere shows
+        up within about ``poll_wait`` seconds.
         """
         return self._unread
 
