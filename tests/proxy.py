@@ -176,11 +176,11 @@ class Proxy:
                 if backend in self._silent:
                     await asyncio.Event().wait()  # silent until the proxy stops
                 chunk = await source.read(65536)
+                await self._flowing.wait()
+                if backend in self._silent:  # not even the EOF of a killed backend gets through
+                    await asyncio.Event().wait()
                 if not chunk:
                     break
-                await self._flowing.wait()
-                if backend in self._silent:
-                    await asyncio.Event().wait()
                 sink.write(chunk)
                 await sink.drain()
         except OSError:

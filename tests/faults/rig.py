@@ -47,6 +47,12 @@ RIG_ENV = {
 }
 
 
+NORMAL_DELAY_S = 1.0
+"""From 202 to the application, beyond this an entry counts as held up by the fault."""
+_DOWN = (ConnectionState.DISCONNECTED, ConnectionState.CONNECTING)
+_UP = (ConnectionState.LIVE, getattr(ConnectionState, "DEGRADED", ConnectionState.LIVE))
+
+
 @dataclass
 class Device:
     """One user's application: what it received, and how its connection went."""
@@ -90,6 +96,8 @@ class Verdict:
     store_duplicated: int
     unexpected: int
     recovery_s: float
+    worst_delay_s: float
+    reconnected_s: float | None
 
     @property
     def clean(self) -> bool:
@@ -262,10 +270,12 @@ class Rig:
                 if not page["has_more"]:
                     return ids
 
-    async def verdict(self, fault_at: float) -> list[Verdict]:
+    async def verdict(self, started: float) -> list[Verdict]:
         """Compare, per device, what arrived and what the inbox holds with what was accepted.
 
-        Recovery: how long after ``fault_at`` the device had everything accepted before it.
+        Recovery: seconds from the fault's start until the device was back to normal delivery,
+        i.e. until the last arrival of an entry the fault held up (more than ``NORMAL_DELAY_S``
+        from its 202 to the application), 0 when none was held up.
         """
         verdicts = []
         for device in self.devices:
@@ -274,8 +284,12 @@ class Rig:
             seqs = [item[1] for item in device.received]
             stored = await self.inbox(device.user)
             arrivals = {item[0]: item[2] for item in device.received}
-            before = [a for a in self.accepted.values() if device.user in a.users and a.at <= fault_at]
-            late = [arrivals.get(a.id, float("inf")) - fault_at for a in before]
+            delays = {
+                a.id: arrivals[a.id] - a.at
+                for a in self.accepted.values()
+                if device.user in a.users and a.id in arrivals and a.at >= started - 2
+            }
+            held = [arrivals[i] - started for i, delay in delays.items() if delay > NORMAL_DELAY_S]
             verdicts.append(Verdict(
                 user=device.user,
                 expected=len(expected),
@@ -285,9 +299,20 @@ class Rig:
                 store_lost=len(expected - set(stored)),
                 store_duplicated=len(stored) - len(set(stored)),
                 unexpected=len(set(stored) - expected) + len(set(got) - expected),
-                recovery_s=max([0.0, *late]),
+                recovery_s=max([0.0, *held]),
+                worst_delay_s=max([0.0, *delays.values()]),
+                reconnected_s=_reconnected(device, started),
             ))
         return verdicts
+
+
+def _reconnected(device: Device, started: float) -> float | None:
+    """Seconds from ``started`` until the device delivered again after it lost its connection."""
+    lost_at = next((at for at, state in device.states if at >= started and state in _DOWN), None)
+    if lost_at is None:
+        return None
+    back = next((at for at, state in device.states if at > lost_at and state in _UP), None)
+    return None if back is None else back - started
 
 
 def report(fault: str, verdicts: list[Verdict], rig: Rig, extra: str = "") -> None:
@@ -298,7 +323,8 @@ def report(fault: str, verdicts: list[Verdict], rig: Rig, extra: str = "") -> No
         lines.append(
             f"  {v.user}: expected={v.expected} lost={v.lost} duplicated={v.duplicated} out_of_order={v.out_of_order}"
             f" store_lost={v.store_lost} store_duplicated={v.store_duplicated} unexpected={v.unexpected}"
-            f" recovery={v.recovery_s:.2f}s"
+            f" recovery={v.recovery_s:.2f}s worst_delay={v.worst_delay_s:.2f}s"
+            + (f" reconnected={v.reconnected_s:.2f}s" if v.reconnected_s is not None else "")
         )
     print("\n".join(lines))
 

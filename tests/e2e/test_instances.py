@@ -1,0 +1,77 @@
+"""A service process that stops, and a device that stops answering: both are let go in bounded time."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.devices import Device, token
+from tests.e2e.test_slow_device import gauge
+from tests.harness import Deployment, Service, running
+
+pytestmark = pytest.mark.e2e
+
+DRAIN_S = 2.0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_sigterm_closes_streams_with_1012_spread_over_the_drain_window(deployment: Deployment) -> None:
+    service = Service(deployment, TIDINGS_DRAIN_S=str(DRAIN_S))
+    with running(service):
+        await service.wait_ready_async()
+        devices = [await Device.connect(service.ws_url, token(f"d{i}")) for i in range(20)]
+        async with httpx.AsyncClient(timeout=30) as client:
+            waiting = asyncio.create_task(client.get(
+                f"{service.url}/v1/me/notifications", params={"wait": "30"},
+                headers={"Authorization": f"Bearer {token('poller')}"},
+            ))
+            await asyncio.sleep(0.5)
+            started = time.monotonic()
+            service.process.send_signal(signal.SIGTERM)
+            closed_at: list[float] = []
+
+            async def closed(device: Device) -> None:
+                while device.close_code is None:
+                    await asyncio.sleep(0.01)
+                closed_at.append(time.monotonic() - started)
+
+            await asyncio.wait_for(asyncio.gather(*(closed(d) for d in devices)), DRAIN_S + 5)
+            answer = await asyncio.wait_for(waiting, DRAIN_S + 5)
+            answered = time.monotonic() - started
+        exit_code = await asyncio.to_thread(service.process.wait, 15)
+    assert {d.close_code for d in devices} == {1012}
+    # Spread, not all at once: the devices reconnect elsewhere a few at a time.
+    assert max(closed_at) - min(closed_at) >= DRAIN_S / 2, sorted(closed_at)
+    assert max(closed_at) <= DRAIN_S + 1.5, sorted(closed_at)
+    # The long-poll is answered (empty) during the drain, not cut off at the end.
+    assert answer.status_code == 200 and answer.json()["items"] == [] and answered <= DRAIN_S + 1.5
+    assert exit_code in (0, -signal.SIGTERM), service.output()[-2000:]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_device_that_stops_answering_pings_is_dropped_within_two_intervals(deployment: Deployment) -> None:
+    interval = 1.0
+    service = Service(deployment, TIDINGS_PING_INTERVAL_S=str(interval))
+    with running(service):
+        await service.wait_ready_async()
+        healthy = await Device.connect(service.ws_url, token("well"))
+        silent = await Device.connect(service.ws_url, token("gone"))
+        assert await gauge(service.url, "tidings_streams") == 2
+        # Its TCP stays open, but nothing it receives is read, so no ping is ever answered.
+        silent.ws.transport.pause_reading()
+        started = time.monotonic()
+        while await gauge(service.url, "tidings_streams") > 1:
+            assert time.monotonic() - started < 2 * interval + 1.0, "the silent device is still held"
+            await asyncio.sleep(0.05)
+        dropped_after = time.monotonic() - started
+        await asyncio.sleep(2 * interval)
+        assert healthy.close_code is None, "a device that answers was dropped too"
+        assert await gauge(service.url, "tidings_streams") == 1
+        await healthy.close()
+        silent.ws.transport.abort()
+        await silent.close()
+    print(f"\nsilent device dropped {dropped_after:.2f} s after it stopped answering (ping interval {interval} s)")
