@@ -27,12 +27,12 @@ from typing import Any
 
 import httpx
 from sqlalchemy.engine import make_url
+from tidings_client import Backoff, ConnectionState, Subscriber
 
 from service.store.migrate import upgrade
 from tests.devices import token
 from tests.harness import API_KEY, Deployment, RedisServer, Service, Worker, free_port
 from tests.proxy import Proxy
-from tidings_client import Backoff, ConnectionState, Subscriber
 
 PING_S = 1.0
 """The rig's ping interval: a silent peer is found within two of these."""

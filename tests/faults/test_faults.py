@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
+from tidings_client import ConnectionState
 
 from tests.conftest import PG_SKIP_REASON, PG_URL, _pg_admin, _pg_url
 from tests.devices import token
 from tests.faults.rig import PING_S, CloseLog, Rig, report, rig
 from tests.proxy import Proxy
-from tidings_client import ConnectionState
 
 pytestmark = pytest.mark.e2e
 
