@@ -255,7 +255,7 @@ async def test_websocket_upgrades_refused(sqlite_rig: Rig) -> None:
     to long-poll and keep receiving, without loss."""
     assert sqlite_rig.balancer is not None
     balancer = sqlite_rig.balancer
-    await sqlite_rig.connect_devices(USERS, ws_retry_interval=600)
+    await sqlite_rig.connect_devices(USERS, retry_interval=600)
 
     async def refuse() -> float:
         balancer.refuse_upgrades = True
