@@ -25,6 +25,7 @@ from tidings_client import ConnectionState
 from tests.conftest import PG_SKIP_REASON, PG_URL, _pg_admin, _pg_url
 from tests.devices import token
 from tests.faults.rig import PING_S, CloseLog, Rig, report, rig
+from tests.harness import Worker
 from tests.proxy import Proxy
 
 pytestmark = pytest.mark.e2e
@@ -126,6 +127,8 @@ async def test_redis_stopped_for_ten_seconds(sqlite_rig: Rig) -> None:
 
 @pytest.mark.pg
 async def test_postgresql_stopped_for_ten_seconds() -> None:
+    """With notifications queued when the database goes, the worker's jobs retry (not fail)
+    until it is back; polling answers 503 with Retry-After meanwhile; sockets stay up."""
     if not PG_URL:
         pytest.skip(PG_SKIP_REASON)
     async with rig(_pg_admin, _pg_url) as the_rig:
@@ -134,11 +137,16 @@ async def test_postgresql_stopped_for_ten_seconds() -> None:
         assert the_rig.database_proxy is not None
         database: Proxy = the_rig.database_proxy
         cut_at = 0.0
+        worker: Worker | None = None
 
-        async def outage() -> float:
-            nonlocal cut_at
+        async def outage() -> None:
+            nonlocal cut_at, worker
+            # A backlog that only the worker can deliver: accepted and queued, not yet stored.
+            await asyncio.to_thread(the_rig.workers[0].stop, 15)
+            await asyncio.sleep(1.0)
             database.cut()
             cut_at = time.monotonic()
+            worker = the_rig.start_worker()  # its jobs meet a database that does not answer
             while time.monotonic() - cut_at < 10:
                 async with httpx.AsyncClient(timeout=5) as client:
                     answer = await client.get(f"{the_rig.url}/v1/me/notifications",
@@ -146,11 +154,11 @@ async def test_postgresql_stopped_for_ten_seconds() -> None:
                 polls.append((answer.status_code, answer.headers.get("Retry-After")))
                 await asyncio.sleep(1.0)
             database.restore()
-            return time.monotonic()
 
         await run_fault(the_rig, "postgresql stopped 10 s", outage)
         assert polls and all(code == 503 and retry for code, retry in polls[1:]), polls
         assert not left_live(the_rig, cut_at), "a socket was dropped while the database was down"
+        assert worker is not None and "retrying" in worker.output(), "no job met the outage"
 
 
 # -- workers -------------------------------------------------------------------------------
