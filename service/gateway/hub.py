@@ -126,6 +126,8 @@ class Hub:
         """
         self.draining = True
         members = [member for members in self._streams.values() for member in members]
+        if not members:
+            return
         random.shuffle(members)
         loop = asyncio.get_running_loop()
         start, steps = loop.time(), max(1, int(window_s / DRAIN_STEP_S))

@@ -154,7 +154,10 @@ class Rig:
                 device.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await device.task
-        for process in [*self.services, *self.workers]:
+        processes = [*self.services, *self.workers]
+        for process in processes:  # all at once: their shutdowns overlap
+            process.terminate()
+        for process in processes:
             await asyncio.to_thread(process.stop, 5)
         if self.balancer is not None:
             self.balancer.stop()
