@@ -38,6 +38,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Repeat loudly what was not tested."""
     if not PG_URL:
         terminalreporter.write_line(f"NOTE: {PG_SKIP_REASON}; every pg-parametrized test was skipped.", yellow=True)
+    from tests.faults.rig import REPORTS
+
+    if REPORTS:
+        terminalreporter.section("fault suite: lost / duplicated / out of order, recovery per device")
+        for line in REPORTS:
+            if line.strip():
+                terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -318,6 +318,10 @@ def _reconnected(device: Device, started: float) -> float | None:
     return None if back is None else back - started
 
 
+REPORTS: list[str] = []
+"""Every fault's table, repeated in the test run's summary (``tests/conftest.py``)."""
+
+
 def report(fault: str, verdicts: list[Verdict], rig: Rig, extra: str = "") -> None:
     """Print the fault's table (run pytest with -s to see it; CI logs keep it)."""
     lines = [f"\nFAULT {fault}: {len(rig.accepted)} accepted"
@@ -330,6 +334,7 @@ def report(fault: str, verdicts: list[Verdict], rig: Rig, extra: str = "") -> No
             + (f" reconnected={v.reconnected_s:.2f}s" if v.reconnected_s is not None else "")
         )
     print("\n".join(lines))
+    REPORTS.extend(lines)
 
 
 class CloseLog(logging.Handler):
