@@ -134,9 +134,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     settings = _settings({**os.environ, "TIDINGS_ENV": os.environ.get("TIDINGS_ENV", "dev")})
     token = mint_user_token(settings.jwt_secret, args.user)
-    url = args.url.rstrip("/").replace("http://", "ws://").replace("https://", "wss://") + "/v1/stream"
+    base = args.url or f"http://{settings.host}:{settings.port}"
+    url = base.rstrip("/").replace("http://", "ws://").replace("https://", "wss://") + "/v1/stream"
 
-    from websockets.exceptions import ConnectionClosed
+    from websockets.exceptions import ConnectionClosed, WebSocketException
 
     async def watch() -> int:
         async with connect(url) as ws:
@@ -153,7 +154,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return asyncio.run(watch())
     except KeyboardInterrupt:
         return 0
-    except OSError as exc:
+    except (OSError, WebSocketException) as exc:
         print(f"tidings watch: cannot connect to {url}: {exc}", file=sys.stderr)
         return 1
 
@@ -312,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     token.set_defaults(func=cmd_token)
     watch = sub.add_parser("watch", help="print a user's live stream")
     watch.add_argument("user")
-    watch.add_argument("--url", default="http://127.0.0.1:8000")
+    watch.add_argument("--url", default=None, help="the service's URL (default: TIDINGS_HOST and TIDINGS_PORT)")
     watch.add_argument("--cursor", default=None)
     watch.set_defaults(func=cmd_watch)
     args = parser.parse_args(argv)

@@ -39,9 +39,12 @@ class DrainingServer(uvicorn.Server):
 
 
 async def drain(app: Litestar, window_s: float) -> None:
-    """Close the app's streams over ``window_s`` (nothing to do for a process without a gateway)."""
+    """Answer the app's long-polls now, and close its streams over ``window_s``."""
     services = getattr(app.state, "services", None)
-    hub = getattr(services, "hub", None)
+    if services is None:
+        return
+    services.stopping.set()
+    hub = services.hub
     if hub is not None:
         log.info("draining %d streams over %.1f s", hub.stream_count, window_s)
         await hub.drain(window_s)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool, Redis
@@ -34,6 +35,8 @@ class Services:
     subscriptions: RedisSubscriptions | None
     metrics: Metrics
     topics: TopicStore
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set on SIGTERM (``service.drain``): long-polls answer with what they have."""
 
 
 @asynccontextmanager

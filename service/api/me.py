@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Annotated
 
@@ -128,12 +129,13 @@ async def _wait_for_entries(
                 await check_current(repo, principal, start)  # an erase while waiting is a 410, not an empty page
             page = await repo.page_after(app_id, user_id, start, limit, only)
             remaining = deadline - time.monotonic()
-            if page.items or remaining <= 0 or waiter.ended or (hub is not None and hub.draining):
-                return page  # draining: a poll that came in on a kept-alive connection answers now
+            if page.items or remaining <= 0 or services.stopping.is_set():
+                return page  # stopping: answer now, the client polls again on another instance
             if joined:
-                await waiter.wait(remaining)
+                await waiter.wait(remaining)  # the drain wakes it too
             else:
-                await asyncio.sleep(min(LONG_POLL_FALLBACK_S, remaining))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(services.stopping.wait(), min(LONG_POLL_FALLBACK_S, remaining))
     finally:
         if hub is not None:
             await hub.leave(channel, waiter)

@@ -19,6 +19,7 @@ from service.aio import cancel_and_wait
 from service.domain.codes import CloseCode
 from service.errors import TidingsError
 from service.gateway.stream import StreamClosed
+from service.gateway.waiter import Waiter
 
 if TYPE_CHECKING:
     from service.broker.base import Subscriptions
@@ -125,7 +126,12 @@ class Hub:
         instance, and spreading the closes spreads their reconnects and replays there.
         """
         self.draining = True
-        members = [member for members in self._streams.values() for member in members]
+        members = []
+        for member in [member for members in self._streams.values() for member in members]:
+            if isinstance(member, Waiter):
+                member.close(None)  # a long-poll answers at once: it holds nothing to spread
+            else:
+                members.append(member)
         if not members:
             return
         random.shuffle(members)

@@ -22,8 +22,6 @@ class Waiter:
         self._epoch = epoch
         self._after_seq = after_seq
         self._woken = asyncio.Event()
-        self.ended = False
-        """The process is stopping: answer with what there is now."""
 
     def offer(self, epoch: int, seq: int, frame: bytes) -> None:
         """Any message for the user (an entry, a state change, a new epoch): read again."""
@@ -31,7 +29,6 @@ class Waiter:
 
     def close(self, _reason: object) -> None:
         """The hub drains (SIGTERM): end the wait now; the client polls again elsewhere."""
-        self.ended = True
         self._woken.set()
 
     def behind(self, head: Cursor) -> None:

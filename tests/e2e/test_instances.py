@@ -25,10 +25,7 @@ async def test_sigterm_closes_streams_with_1012_spread_over_the_drain_window(dep
         await service.wait_ready_async()
         devices = [await Device.connect(service.ws_url, token(f"d{i}")) for i in range(20)]
         async with httpx.AsyncClient(timeout=30) as client:
-            waiting = asyncio.create_task(client.get(
-                f"{service.url}/v1/me/notifications", params={"wait": "30"},
-                headers={"Authorization": f"Bearer {token('poller')}"},
-            ))
+            waiting = asyncio.create_task(timed_long_poll(client, service.url))
             await asyncio.sleep(0.5)
             started = time.monotonic()
             service.process.send_signal(signal.SIGTERM)
@@ -40,16 +37,39 @@ async def test_sigterm_closes_streams_with_1012_spread_over_the_drain_window(dep
                 closed_at.append(time.monotonic() - started)
 
             await asyncio.wait_for(asyncio.gather(*(closed(d) for d in devices)), DRAIN_S + 5)
-            answer = await asyncio.wait_for(waiting, DRAIN_S + 5)
-            answered = time.monotonic() - started
+            answer, answered_at = await asyncio.wait_for(waiting, DRAIN_S + 5)
+            answered = answered_at - started
         exit_code = await asyncio.to_thread(service.process.wait, 15)
     assert {d.close_code for d in devices} == {1012}
     # Spread, not all at once: the devices reconnect elsewhere a few at a time.
     assert max(closed_at) - min(closed_at) >= DRAIN_S / 2, sorted(closed_at)
     assert max(closed_at) <= DRAIN_S + 1.5, sorted(closed_at)
-    # The long-poll is answered (empty) during the drain, not cut off at the end.
-    assert answer.status_code == 200 and answer.json()["items"] == [] and answered <= DRAIN_S + 1.5
+    # The long-poll is answered (empty) as the drain starts, not cut off at the end.
+    assert answer.status_code == 200 and answer.json()["items"] == [] and answered < 0.5, answered
     assert exit_code in (0, -signal.SIGTERM), service.output()[-2000:]
+
+
+async def timed_long_poll(client: httpx.AsyncClient, base_url: str) -> tuple[httpx.Response, float]:
+    """A ``wait=30`` long-poll, and the moment its answer came."""
+    answer = await client.get(f"{base_url}/v1/me/notifications", params={"wait": "30"},
+                              headers={"Authorization": f"Bearer {token('poller')}"})
+    return answer, time.monotonic()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_sigterm_answers_long_polls_on_an_api_instance_too(deployment: Deployment) -> None:
+    """An ``api`` process has no hub: its long-polls must still answer at once, not be cut (500)."""
+    service = Service(deployment, TIDINGS_ROLE="api", TIDINGS_DRAIN_S=str(DRAIN_S))
+    with running(service):
+        await service.wait_ready_async()
+        async with httpx.AsyncClient(timeout=30) as client:
+            waiting = asyncio.create_task(timed_long_poll(client, service.url))
+            await asyncio.sleep(0.5)
+            started = time.monotonic()
+            service.process.send_signal(signal.SIGTERM)
+            answer, answered_at = await asyncio.wait_for(waiting, 15)
+    assert answer.status_code == 200 and answer.json()["items"] == [], answer.text
+    assert answered_at - started < 1.5, answered_at - started
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
