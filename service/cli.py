@@ -93,8 +93,19 @@ def cmd_serve(_: argparse.Namespace) -> int:
         timeout_keep_alive=75,
         proxy_headers=False,
     )
-    DrainingServer(config, lambda: drain(app, settings.drain_s)).run()
+    listener = config.bind_socket()
+    # uvicorn closes a socket by waiting for its send buffer to drain, which a peer that stopped
+    # reading (zero window) never lets happen: the kernel cuts a connection whose data stays
+    # unacknowledged this long, and accepted sockets inherit the option from the listener.
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(unacked_timeout_s(settings) * 1000))
+    DrainingServer(config, lambda: drain(app, settings.drain_s)).run(sockets=[listener])
     return 0
+
+
+def unacked_timeout_s(settings: Settings) -> float:
+    """How long a connection may leave sent data unacknowledged before the kernel cuts it: past
+    the send timeout (4008) and two ping intervals, so only a peer that is gone or stuck meets it."""
+    return settings.send_timeout_s + 2 * settings.ping_interval_s
 
 
 def cmd_worker(_: argparse.Namespace) -> int:

@@ -87,3 +87,35 @@ async def gauge(base_url: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def server_connections(port: int) -> int:
+    """Established TCP connections whose server side is 127.0.0.1:``port`` (from /proc/net/tcp)."""
+    local = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as table:
+        return sum(1 for row in table.read().splitlines()[1:] if row.split()[1] == local and row.split()[3] == "01")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_socket_that_never_drains_again_is_released_by_the_service(deployment: Deployment) -> None:
+    """A close cannot flush to a peer that advertises a zero window, so without a bound the
+    service would hold the socket, its fd and megabytes of kernel buffer until the peer leaves."""
+    service = Service(deployment, TIDINGS_SEND_TIMEOUT_S="1", TIDINGS_PING_INTERVAL_S="1")
+    worker = Worker(deployment)
+    with running(service, worker):
+        await service.wait_ready_async()
+        stuck = open_and_never_read(service.port, json.dumps({"type": "auth", "token": token("zed")}))
+        await asyncio.sleep(0.5)
+        assert server_connections(service.port) == 1
+        blob = "x" * 200_000
+        ids = [(await send(service.url, ["zed"], f"n{i}", data={"blob": blob})).json()["id"] for i in range(40)]
+        await wait_delivered(service.url, ids[-1])
+        # Never read again: the service must let the socket go on its own (send timeout 1 s,
+        # then at most 1 + 2 x 1 s of unacknowledged data before the kernel cuts it).
+        started = time.monotonic()
+        while server_connections(service.port) > 0:
+            assert time.monotonic() - started < 20, "the service still holds the socket of a peer that never reads"
+            await asyncio.sleep(0.2)
+        released_after = time.monotonic() - started
+        stuck.close()
+    print(f"\nstuck socket released {released_after:.1f} s after the last send")
