@@ -3,7 +3,9 @@
 arq's ``Worker.main`` ends with an exception when its Redis connection drops. The
 store holds the truth (the sweeper re-drives what a lost queue held), so this
 process simply builds fresh workers and runs them again, after a jittered backoff,
-until a signal asks it to stop.
+until a signal asks it to stop. Between two attempts it does the sweeper's work
+without the queue: what has waited too long is fanned out straight from the store,
+so a notification accepted just before the outage is not held up for all of it.
 
 On SIGTERM or SIGINT the workers stop taking jobs, the running ones get up to
 ``job_timeout_s`` to finish, and whatever is still running then is cancelled,
@@ -21,11 +23,16 @@ import signal
 import sys
 
 from arq.worker import Worker
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from service.aio import cancel_and_wait
+from service.broker.redis import RedisPublisher
 from service.logs import configure as configure_logging
 from service.settings import ConfigError, Settings
 from service.store.engine import Database
+from service.store.repository import Repository
+from workers.jobs import sweep_without_queue
 from workers.settings import create_workers
 
 log = logging.getLogger("tidings.worker")
@@ -56,6 +63,9 @@ async def supervise(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     database = Database.connect(settings.database_url)
+    # Its own connection, short timeouts: only used while the queue's Redis does not answer.
+    publish_to = Redis.from_url(settings.pubsub_url or settings.require_redis("tidings worker"),
+                                socket_connect_timeout=2, socket_timeout=2)
     failures = 0
     try:
         while not stop.is_set():
@@ -67,9 +77,17 @@ async def supervise(settings: Settings) -> None:
             failures = 0 if loop.time() - ran_for > 30 else failures + 1
             delay = random.uniform(0, min(RESTART_CAP_S, 0.2 * 2**failures))
             log.warning("worker stopped (%s); restarting in %.1f s", crashed, delay)
+            sweeping = asyncio.create_task(
+                sweep_without_queue(settings, Repository(database), RedisPublisher(publish_to))
+            )
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait([sweeping, stopping], return_when=asyncio.FIRST_COMPLETED)
+            await cancel_and_wait(sweeping)  # done already, unless a signal came first
+            await cancel_and_wait(stopping)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
     finally:
+        await publish_to.aclose()
         await database.dispose()
 
 

@@ -12,7 +12,8 @@ from typing import Any
 from arq import Retry
 from redis.exceptions import RedisError
 
-from service.delivery import chunks
+from service.broker.base import Publisher
+from service.delivery import chunks, deliver_all
 from service.delivery import deliver_chunk as deliver_chunk_of
 from service.errors import BrokerUnavailable, StoreUnavailable
 from service.queue import JobName, chunk_job_id, enqueue_delivery, queue_for
@@ -130,6 +131,23 @@ async def sweep(ctx: dict[str, Any]) -> int:
     if stale:
         log.info("sweeper re-enqueued %d notifications", len(stale))
     return len(stale)
+
+
+async def sweep_without_queue(settings: Settings, repository: Repository, publisher: Publisher) -> int:
+    """Redis is down, so no job can run: fan out, straight from the store, what the sweeper would
+    re-enqueue. Publishing fails too; connected devices get the entries from the gateways'
+    positioning pass. Idempotent, like every fan-out: a job that survives the outage finds them."""
+    try:
+        due = await repository.stale_accepted(timedelta(seconds=settings.sweep_after_s))
+        due += await repository.due_scheduled()
+        for notification_id, _priority in due:
+            await deliver_all(repository, publisher, settings.channel_prefix, notification_id, settings.fanout_chunk)
+    except StoreUnavailable as exc:
+        log.warning("sweep without the queue stopped: %s", exc.detail)
+        return 0
+    if due:
+        log.warning("queue unreachable: delivered %d waiting notifications from the store", len(due))
+    return len(due)
 
 
 RETENTION_BATCH = 1000

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from service.domain.cursor import Cursor
 from service.store.engine import Database
 from service.store.repository import NewNotification, Repository
-from tests.devices import Device, token, wait_delivered
-from tests.harness import ROOT, Deployment, Service, Worker, running
+from tests.devices import Device, poll, send, status, token, wait_delivered
+from tests.harness import ROOT, Deployment, RedisServer, Service, Worker, free_port, running
 
 pytestmark = pytest.mark.e2e
 
@@ -54,3 +57,35 @@ async def test_the_sweeper_delivers_a_notification_whose_job_was_lost(deployment
             await device.close()
     finally:
         await database.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_worker_delivers_from_the_store_while_redis_is_down(database_url: str, tmp_path: Path) -> None:
+    """Accepted and queued just before Redis went away (the queue is gone with it): a worker
+    that cannot reach Redis still fans it out from the store, not only once Redis is back."""
+    redis = RedisServer(free_port(), tmp_path / "redis")
+    redis.start()
+    deployment = Deployment(redis_url=redis.url, database_url=database_url)
+    service = Service(deployment, TIDINGS_SWEEP_AFTER_S="1")
+    try:
+        with running(service):
+            await service.wait_ready_async()
+            # No worker yet: the job waits in the queue, and the queue goes with Redis.
+            accepted = (await send(service.url, ["rae"], "queued")).json()
+            assert accepted["status"] == "accepted" and not accepted.get("degraded")
+            await asyncio.to_thread(redis.stop)
+            started = time.monotonic()
+            worker = Worker(deployment, TIDINGS_SWEEP_AFTER_S="1")
+            while True:  # polling reads SQL only: it works with Redis down
+                items = (await poll(service.url, token("rae"))).json()["items"]
+                if items:
+                    break
+                assert time.monotonic() - started < 20, worker.output()[-2000:]
+                await asyncio.sleep(0.2)
+            assert [item["id"] for item in items] == [accepted["id"]]
+            assert (await status(service.url, accepted["id"]))["status"] == "delivered"
+            assert worker.alive()
+            worker.stop()
+    finally:
+        redis.stop()
+    print(f"\ndelivered {time.monotonic() - started:.1f} s after Redis stopped, with Redis still down")
