@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 
@@ -95,3 +96,25 @@ async def test_a_device_that_stops_answering_pings_is_dropped_within_two_interva
         silent.ws.transport.abort()
         await silent.close()
     print(f"\nsilent device dropped {dropped_after:.2f} s after it stopped answering (ping interval {interval} s)")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_stream_ends_with_4001_when_its_token_expires_unless_refreshed(deployment: Deployment) -> None:
+    """Tokens of 1 s (the server allows 5 s of leeway): the device that never refreshes is closed
+    with 4001 after about 6 s; the one that sent a fresh ``auth`` frame on its socket lives on."""
+    service = Service(deployment, TIDINGS_PING_INTERVAL_S="1")
+    with running(service):
+        await service.wait_ready_async()
+        started = time.monotonic()
+        lapsing = await Device.connect(service.ws_url, token("ivy", ttl_s=1))
+        refreshed = await Device.connect(service.ws_url, token("ivy", ttl_s=1))
+        await asyncio.sleep(2)
+        await refreshed.ws.send(json.dumps({"type": "auth", "token": token("ivy", ttl_s=3600)}))
+        assert await lapsing.wait_closed(timeout=12) == 4001
+        closed_after = time.monotonic() - started
+        error = next(f for f in lapsing.frames if f["type"] == "error")
+        assert error["code"] == "unauthorized" and "expired" in error["message"]
+        await asyncio.sleep(2)
+        assert refreshed.close_code is None, "a stream whose token was refreshed was closed"
+        await refreshed.close()
+    assert 5 <= closed_after <= 9, closed_after
