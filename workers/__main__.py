@@ -133,6 +133,11 @@ async def _drain(workers: tuple[Worker, ...], wait_s: float) -> None:
 
 async def _close(worker: Worker) -> None:
     """Close a worker's connections; with Redis gone that may fail, which changes nothing."""
+    # Collect every job task's end here: arq's own gather stops at the first failure (a result
+    # it could not write to a Redis that is gone) and leaves the others unretrieved.
+    for task in worker.tasks.values():
+        task.cancel()
+    await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
     try:
         await worker.close()
     except (RedisError, OSError, asyncio.CancelledError) as exc:

@@ -125,12 +125,16 @@ async def _wait_for_entries(
             except TimeoutError:
                 pass  # pub/sub is down: read the store now and then instead
         while True:
+            if services.stopping.is_set():
+                # Answer now, without queueing behind the store reads of the streams still draining:
+                # nothing new since the last read, and the client polls again on another instance.
+                return Page(items=[], next_cursor=head, has_more=False, truncated=False)
             if start is not None:
                 await check_current(repo, principal, start)  # an erase while waiting is a 410, not an empty page
             page = await repo.page_after(app_id, user_id, start, limit, only)
             remaining = deadline - time.monotonic()
-            if page.items or remaining <= 0 or services.stopping.is_set():
-                return page  # stopping: answer now, the client polls again on another instance
+            if page.items or remaining <= 0:
+                return page
             if joined:
                 await waiter.wait(remaining)  # the drain wakes it too
             else:

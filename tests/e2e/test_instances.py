@@ -9,10 +9,12 @@ import time
 
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.devices import Device, token
 from tests.e2e.test_slow_device import gauge
 from tests.harness import Deployment, Service, running
+from tests.proxy import Proxy
 
 pytestmark = pytest.mark.e2e
 
@@ -118,3 +120,33 @@ async def test_a_stream_ends_with_4001_when_its_token_expires_unless_refreshed(d
         assert refreshed.close_code is None, "a stream whose token was refreshed was closed"
         await refreshed.close()
     assert 5 <= closed_after <= 9, closed_after
+
+
+@pytest.mark.parametrize("database_url", ["pg"], indirect=True)
+async def test_a_stopping_instance_answers_its_long_polls_without_the_store(
+    deployment: Deployment, database_url: str
+) -> None:
+    """The long-polls' answer on SIGTERM must not wait behind (or fail on) the store: here the
+    database is cut off first, and the poll still gets its empty 200 at once."""
+    path = Proxy([make_url(database_url).port or 5432]).start()
+    through = make_url(database_url).set(port=path.port).render_as_string(hide_password=False)
+    service = Service(deployment, TIDINGS_DATABASE_URL=through, TIDINGS_DRAIN_S=str(DRAIN_S))
+    try:
+        with running(service):
+            await service.wait_ready_async()
+            async with httpx.AsyncClient(timeout=30) as client:
+                auth = {"Authorization": f"Bearer {token('poller')}"}
+                head = (await client.get(f"{service.url}/v1/me/unread-count", headers=auth)).json()["cursor"]
+                waiting = asyncio.create_task(client.get(
+                    f"{service.url}/v1/me/notifications", params={"after": head, "wait": "30"}, headers=auth))
+                await asyncio.sleep(0.5)
+                path.cut()
+                started = time.monotonic()
+                service.process.send_signal(signal.SIGTERM)
+                answer = await asyncio.wait_for(waiting, 15)
+                answered = time.monotonic() - started
+    finally:
+        path.stop()
+    assert answer.status_code == 200 and answer.json() == {
+        "items": [], "next_cursor": head, "has_more": False, "truncated": False}, answer.text
+    assert answered < 1.0, answered
