@@ -67,6 +67,7 @@ async def test_a_worker_delivers_from_the_store_while_redis_is_down(database_url
     redis.start()
     deployment = Deployment(redis_url=redis.url, database_url=database_url)
     service = Service(deployment, TIDINGS_SWEEP_AFTER_S="1")
+    worker: Worker | None = None
     try:
         with running(service):
             await service.wait_ready_async()
@@ -85,7 +86,8 @@ async def test_a_worker_delivers_from_the_store_while_redis_is_down(database_url
             assert [item["id"] for item in items] == [accepted["id"]]
             assert (await status(service.url, accepted["id"]))["status"] == "delivered"
             assert worker.alive()
-            worker.stop()
     finally:
+        if worker is not None:
+            worker.stop()
         redis.stop()
     print(f"\ndelivered {time.monotonic() - started:.1f} s after Redis stopped, with Redis still down")
