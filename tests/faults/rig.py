@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -375,3 +376,4 @@ async def rig(pg_admin: Callable[[str], Any] | None, pg_url: Callable[[str], str
             database_proxy.stop()
         if pg_admin is not None:
             await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(base, ignore_errors=True)  # the SQLite file and Redis directory it made
