@@ -36,7 +36,8 @@ class Services:
     metrics: Metrics
     topics: TopicStore
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set on SIGTERM (``service.drain``): long-polls answer with what they have."""
+    """Set on SIGTERM (``service.drain``): long-polls answer with what they have, new streams
+    are turned away and readiness says ``draining``."""
 
 
 @asynccontextmanager

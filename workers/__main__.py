@@ -114,7 +114,7 @@ async def _run_until_stop_or_crash(
 
 
 async def _drain(workers: tuple[Worker, ...], wait_s: float) -> None:
-    """Take no new jobs; give the running ones ``wait_s`` to finish; cancel (re-queue) the rest."""
+    """Take no new jobs; give the running ones ``wait_s`` to finish (the caller cancels the rest)."""
     for worker in workers:
         worker.allow_pick_jobs = False
     deadline = asyncio.get_running_loop().time() + wait_s
@@ -123,12 +123,8 @@ async def _drain(workers: tuple[Worker, ...], wait_s: float) -> None:
             break
         await asyncio.sleep(0.05)
     running = sum(not task.done() for worker in workers for task in worker.tasks.values())
-    if running:
+    if running:  # _close cancels them, and arq re-queues a cancelled job
         log.warning("stopping: %d jobs still running are handed back to the queue", running)
-    for worker in workers:
-        for task in worker.tasks.values():
-            task.cancel()
-        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
 
 
 async def _close(worker: Worker) -> None:

@@ -115,14 +115,21 @@ async def _deliver_chunk(ctx: dict[str, Any], notification_id: str, index: int) 
     return f"{count} entries"
 
 
+async def _overdue(settings: Settings, repository: Repository) -> list[tuple[str, str]]:
+    """(id, priority) of what the sweeper re-drives: ``accepted`` too long, or ``scheduled`` and due."""
+    return (
+        await repository.stale_accepted(timedelta(seconds=settings.sweep_after_s))
+        + await repository.due_scheduled()
+    )
+
+
 async def sweep(ctx: dict[str, Any]) -> int:
     """Re-enqueue notifications still ``accepted`` after a while (their job may be lost), and
     scheduled ones that are due (the store, not Redis, is the truth about what is scheduled)."""
     settings: Settings = ctx["settings"]
     repository: Repository = ctx["repository"]
     try:
-        stale = await repository.stale_accepted(timedelta(seconds=settings.sweep_after_s))
-        stale += await repository.due_scheduled()
+        stale = await _overdue(settings, repository)
     except StoreUnavailable as exc:
         log.warning("sweep skipped: %s", exc.detail)
         return 0
@@ -138,8 +145,7 @@ async def sweep_without_queue(settings: Settings, repository: Repository, publis
     re-enqueue. Publishing fails too; connected devices get the entries from the gateways'
     positioning pass. Idempotent, like every fan-out: a job that survives the outage finds them."""
     try:
-        due = await repository.stale_accepted(timedelta(seconds=settings.sweep_after_s))
-        due += await repository.due_scheduled()
+        due = await _overdue(settings, repository)
         for notification_id, _priority in due:
             await deliver_all(repository, publisher, settings.channel_prefix, notification_id, settings.fanout_chunk)
     except StoreUnavailable as exc:

@@ -32,7 +32,7 @@ async def ready(services: NamedDependency[Services]) -> Response[dict[str, Any]]
         checks["redis"] = "ok"
     except (RedisError, OSError) as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
-    if services.hub is not None and services.hub.draining:
+    if services.stopping.is_set():
         checks["gateway"] = "draining"
     if services.subscriptions is not None:
         checks["pubsub"] = "ok" if services.subscriptions.connected else "reconnecting"

@@ -48,8 +48,6 @@ class Hub:
         self._streams: dict[str, set[Stream]] = defaultdict(set)
         self._subscriptions: Subscriptions | None = None
         self._task: asyncio.Task[None] | None = None
-        self.draining = False
-        """Set by :meth:`drain`: the process is stopping; new streams are turned away."""
 
     def attach(self, subscriptions: Subscriptions) -> None:
         """Use ``subscriptions`` for joins and leaves (set once at startup)."""
@@ -125,13 +123,10 @@ class Hub:
         Called on SIGTERM once the listener is closed: the devices reconnect to another
         instance, and spreading the closes spreads their reconnects and replays there.
         """
-        self.draining = True
-        members = []
-        for member in [member for members in self._streams.values() for member in members]:
-            if isinstance(member, Waiter):
-                member.close(None)  # a long-poll answers at once: it holds nothing to spread
-            else:
-                members.append(member)
+        members = [member for members in self._streams.values() for member in members]
+        for waiter in [member for member in members if isinstance(member, Waiter)]:
+            waiter.close(None)  # a long-poll answers at once: it holds nothing to spread
+        members = [member for member in members if not isinstance(member, Waiter)]
         if not members:
             return
         random.shuffle(members)

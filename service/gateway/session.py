@@ -39,7 +39,7 @@ async def run_joined(services: Services, hub: Hub, stream: Stream, cursor: Curso
     """Join the hub, run the stream until it must close, leave; return why it closed."""
     principal = stream.principal
     channel = inbox_channel(services.settings.channel_prefix, principal.app_id, principal.user_id)
-    if hub.draining:  # a request that came in on a kept-alive connection while stopping
+    if services.stopping.is_set():  # a request that came in on a kept-alive connection while stopping
         return StreamClosed(CloseCode.SERVICE_RESTART, "service restarting; reconnect")
     try:
         try:
